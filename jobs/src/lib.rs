@@ -1,0 +1,26 @@
+//! longhaul's domain: the job, its legal status changes, the job types and their input
+//! validation, the three ports (`JobStore`, `BlobStore`, `Orchestrator`) and `JobService`,
+//! the use cases the API and CLI call. No AWS SDK and no SQLite here: adapters implement the
+//! ports (`longhaul-local`, `longhaul-aws`), entry points wire them.
+
+pub mod job;
+pub mod ports;
+pub mod service;
+pub mod types;
+pub mod view;
+pub mod workflow;
+
+pub use job::{
+    ExecutionRef, Job, JobError, JobFile, JobStatus, OpenAiFileRef, Progress, TransitionPatch,
+};
+pub use ports::{
+    BlobError, BlobMeta, BlobStore, CreateOutcome, JobPage, JobStore, JobWatch, ListQuery,
+    Orchestrator, OrchestratorError, SignedUrl, StoreError, TransitionOutcome,
+};
+pub use service::{
+    CreateUploadRequest, JobList, JobService, ListParams, ServiceConfig, ServiceError,
+    StartJobRequest, UploadTicket,
+};
+pub use types::{JobType, JobTypeInfo, JobTypes};
+pub use view::{FileView, JobView};
+pub use workflow::{ExecutionStatusChange, WorkflowInput};

@@ -1,0 +1,191 @@
+//! Job types: each has a description, a JSON Schema for its input (served by listJobTypes and
+//! enforced at startJob) and a branch in `statemachine/job.asl.json`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// One job type as listJobTypes shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTypeInfo {
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub description: String,
+    /// JSON Schema of `input`.
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+}
+
+/// A job type the service accepts.
+pub struct JobType {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: Value,
+    validator: jsonschema::Validator,
+    /// Checks the schema cannot say, and fills defaults. Returns a message naming the field.
+    normalize: fn(&mut serde_json::Map<String, Value>) -> Result<(), String>,
+}
+
+impl std::fmt::Debug for JobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobType").field("name", &self.name).finish()
+    }
+}
+
+impl JobType {
+    pub fn new(
+        name: &'static str,
+        description: &'static str,
+        input_schema: Value,
+        normalize: fn(&mut serde_json::Map<String, Value>) -> Result<(), String>,
+    ) -> JobType {
+        // The schemas are ours and fixed; a bad one is a programming error caught by tests.
+        let validator = jsonschema::validator_for(&input_schema)
+            .unwrap_or_else(|e| panic!("job type {name}: invalid input schema: {e}"));
+        JobType {
+            name,
+            description,
+            input_schema,
+            validator,
+            normalize,
+        }
+    }
+
+    pub fn info(&self) -> JobTypeInfo {
+        JobTypeInfo {
+            job_type: self.name.to_string(),
+            description: self.description.to_string(),
+            input_schema: self.input_schema.clone(),
+        }
+    }
+
+    /// Validates `input` against the schema and the type's own rules; returns the input with
+    /// defaults filled in, or a message that names the offending field.
+    pub fn validate(&self, input: &Value) -> Result<Value, String> {
+        let Value::Object(map) = input else {
+            return Err(format!(
+                "input must be a JSON object, got {}",
+                json_kind(input)
+            ));
+        };
+        if let Some(err) = self.validator.iter_errors(input).next() {
+            let path = err.instance_path.to_string();
+            let field = if path.is_empty() {
+                "input".to_string()
+            } else {
+                format!("input{}", path.replace('/', "."))
+            };
+            return Err(format!("{field}: {err}"));
+        }
+        let mut map = map.clone();
+        (self.normalize)(&mut map)?;
+        Ok(Value::Object(map))
+    }
+}
+
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The registry of job types.
+#[derive(Debug)]
+pub struct JobTypes {
+    types: Vec<JobType>,
+}
+
+impl JobTypes {
+    /// Every type longhaul ships.
+    pub fn builtin() -> JobTypes {
+        JobTypes {
+            types: vec![demo()],
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&JobType> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.types.iter().map(|t| t.name).collect()
+    }
+
+    pub fn infos(&self) -> Vec<JobTypeInfo> {
+        self.types.iter().map(JobType::info).collect()
+    }
+}
+
+/// `demo`: steps with progress, to try a deployment and to show work past 45 s.
+fn demo() -> JobType {
+    JobType::new(
+        "demo",
+        "Runs `steps` steps of `stepSeconds` seconds each, reporting progress after each; \
+         fails at step `failAtStep` if given. Use it to try longhaul and to see a job outlive \
+         the 45 s Action timeout.",
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["steps"],
+            "properties": {
+                "steps": {"type": "integer", "minimum": 1, "maximum": 100,
+                          "description": "How many steps to run."},
+                "stepSeconds": {"type": "integer", "minimum": 0, "maximum": 900, "default": 1,
+                                "description": "Seconds each step takes (default 1)."},
+                "failAtStep": {"type": "integer", "minimum": 1, "maximum": 100,
+                               "description": "Make the job fail at this step (to see a failure)."}
+            }
+        }),
+        |input| {
+            input
+                .entry("stepSeconds")
+                .or_insert_with(|| Value::from(1));
+            let steps = input.get("steps").and_then(Value::as_u64).unwrap_or(0);
+            if let Some(at) = input.get("failAtStep").and_then(Value::as_u64)
+                && at > steps
+            {
+                return Err(format!(
+                    "input.failAtStep: {at} is after the last step ({steps})"
+                ));
+            }
+            Ok(())
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_accepts_valid_input_and_fills_defaults() {
+        let types = JobTypes::builtin();
+        let demo = types.get("demo").unwrap();
+        let v = demo.validate(&json!({"steps": 3})).unwrap();
+        assert_eq!(v, json!({"steps": 3, "stepSeconds": 1}));
+    }
+
+    #[test]
+    fn demo_errors_name_the_field() {
+        let types = JobTypes::builtin();
+        let demo = types.get("demo").unwrap();
+        let e = demo.validate(&json!({"steps": 0})).unwrap_err();
+        assert!(e.starts_with("input.steps:"), "{e}");
+        let e = demo.validate(&json!({"steps": 2, "stepSeconds": "x"})).unwrap_err();
+        assert!(e.starts_with("input.stepSeconds:"), "{e}");
+        let e = demo.validate(&json!({})).unwrap_err();
+        assert!(e.contains("steps"), "{e}");
+        let e = demo.validate(&json!({"steps": 2, "failAtStep": 3})).unwrap_err();
+        assert!(e.starts_with("input.failAtStep:"), "{e}");
+        let e = demo.validate(&json!([1])).unwrap_err();
+        assert!(e.contains("must be a JSON object"), "{e}");
+        let e = demo.validate(&json!({"steps": 1, "bogus": 1})).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

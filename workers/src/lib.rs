@@ -1,0 +1,1 @@
+//! longhaul's workflow step handlers as plain async functions over the ports.
