@@ -1,1 +1,213 @@
-fn main() {}
+//! `longhaul`: the command line. Thin wiring: each subcommand parses its arguments and calls
+//! into the crates (`longhaul-local` + `longhaul-api` for `serve`, `longhaul-engine` for
+//! `sfn run`, the HTTP client for `start`/`get`/`list`/`cancel`/`upload`).
+
+mod client;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use client::{Client, ClientArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "longhaul",
+    version,
+    about = "Start long-running jobs over HTTP (for ChatGPT GPT Actions) and poll for the answer.",
+    long_about = "Start long-running jobs over HTTP (for ChatGPT GPT Actions) and poll for the answer.\n\n\
+        `longhaul serve` runs the whole service on this machine (SQLite, files on disk, the \
+        embedded Step Functions engine); `longhaul demo` shows it working in one command."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the job API on this machine.
+    Serve(serve::ServeArgs),
+    /// Start a server in process, run a short demo job over HTTP with a progress bar, print
+    /// the result and the curl lines for the same calls.
+    Demo(demo::DemoArgs),
+    /// Start a job (startJob).
+    Start {
+        /// Job type (see `longhaul types`).
+        job_type: String,
+        /// The job's input: JSON, or @FILE.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Idempotency key: a retried start returns the same job.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a job (getJob).
+    Get {
+        job_id: String,
+        /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List your jobs, newest first (listJobs).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a job (cancelJob).
+    Cancel {
+        job_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upload a file for use as a job input (createUpload + PUT).
+    Upload {
+        path: PathBuf,
+        #[arg(long)]
+        mime_type: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the job types and their input schemas (listJobTypes).
+    Types {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run Amazon States Language definitions on the embedded engine.
+    Sfn {
+        #[command(subcommand)]
+        command: SfnCommand,
+    },
+    /// Print the OpenAPI 3.1 spec (YAML) for a GPT Action.
+    Openapi {
+        /// The server URL to put in the spec (a GPT Action needs the public https URL).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SfnCommand {
+    /// Run one definition to its end and print its output.
+    Run(longhaul_engine::cli::SfnRunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await.map(|()| 0),
+        Command::Demo(args) => demo::run(args).await,
+        Command::Start {
+            job_type,
+            input,
+            idempotency_key,
+            wait,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let input = client::parse_input(&input)?;
+            let job = c.start(&job_type, input, idempotency_key.as_deref()).await?;
+            if wait {
+                let id = job["jobId"].as_str().unwrap_or_default().to_string();
+                let job = c.wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?;
+                client::print_job(c.format, &job);
+                return Ok(client::exit_code_for(&job));
+            }
+            client::print_job(c.format, &job);
+            Ok(0)
+        }
+        Command::Get {
+            job_id,
+            wait,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let job = if wait {
+                c.wait(&job_id, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?
+            } else {
+                c.get(&job_id, 0).await?
+            };
+            client::print_job(c.format, &job);
+            Ok(if wait { client::exit_code_for(&job) } else { 0 })
+        }
+        Command::List {
+            status,
+            job_type,
+            limit,
+            cursor,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let list = c
+                .list(status.as_deref(), job_type.as_deref(), limit, cursor.as_deref())
+                .await?;
+            client::print_list(c.format, &list);
+            Ok(0)
+        }
+        Command::Cancel { job_id, client } => {
+            let c = Client::new(&client)?;
+            let job = c.cancel(&job_id).await?;
+            client::print_job(c.format, &job);
+            Ok(0)
+        }
+        Command::Upload {
+            path,
+            mime_type,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let answer = c.upload(&path, mime_type.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(0)
+        }
+        Command::Types { client } => {
+            let c = Client::new(&client)?;
+            let types = c.job_types().await?;
+            println!("{}", serde_json::to_string_pretty(&types)?);
+            Ok(0)
+        }
+        Command::Sfn {
+            command: SfnCommand::Run(args),
+        } => Ok(longhaul_engine::cli::run(args).await),
+        Command::Openapi { server_url } => {
+            print!("{}", longhaul_api::openapi_yaml(&server_url));
+            Ok(0)
+        }
+    }
+}

@@ -312,6 +312,17 @@ impl JobService {
         Ok((self.view(&job).await?, false))
     }
 
+    /// Starts a job that was accepted but whose execution never began (the process stopped
+    /// between the two). Used at start-up; a no-op for any other job.
+    pub async fn resume_queued(&self, job: Job) -> Result<JobView, ServiceError> {
+        let job = if job.status == JobStatus::Queued && job.execution.arn.is_none() {
+            self.launch(job).await?
+        } else {
+            job
+        };
+        self.view(&job).await
+    }
+
     /// Starts the job's execution. Starting is idempotent per job, so this is safe to repeat.
     async fn launch(&self, mut job: Job) -> Result<Job, ServiceError> {
         match self.orchestrator.start(&job).await {

@@ -1,0 +1,161 @@
+//! JobService over the in-memory adapters: start/idempotency/quota rules, and the long poll
+//! (10,000 idle waiters on a single-threaded runtime, all woken by the one write that ends
+//! the job — no thread per poll, no sleeping and re-reading).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
+use longhaul_jobs::{
+    ExecutionRef, Job, JobService, JobStatus, JobStore, JobTypes, ListParams, Orchestrator,
+    OrchestratorError, ServiceConfig, ServiceError, StartJobRequest, TransitionPatch,
+};
+use serde_json::json;
+
+/// Records starts; the test drives status changes itself.
+#[derive(Default)]
+struct RecordingOrchestrator {
+    starts: AtomicUsize,
+    stops: AtomicUsize,
+}
+
+#[async_trait]
+impl Orchestrator for RecordingOrchestrator {
+    async fn start(&self, job: &Job) -> Result<ExecutionRef, OrchestratorError> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        Ok(ExecutionRef {
+            name: job.job_id.clone(),
+            arn: Some(format!("arn:test:execution:{}", job.job_id)),
+            console_url: None,
+        })
+    }
+    async fn stop(&self, _: &ExecutionRef, _: &str, _: &str) -> Result<(), OrchestratorError> {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn service(config: ServiceConfig) -> (Arc<JobService>, Arc<MemoryJobStore>, Arc<RecordingOrchestrator>) {
+    let store = Arc::new(MemoryJobStore::new());
+    let orch = Arc::new(RecordingOrchestrator::default());
+    let svc = JobService::new(
+        store.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        orch.clone(),
+        JobTypes::builtin(),
+        config,
+    );
+    (Arc::new(svc), store, orch)
+}
+
+fn demo(steps: u32, key: Option<&str>) -> StartJobRequest {
+    StartJobRequest {
+        job_type: "demo".into(),
+        input: json!({"steps": steps, "stepSeconds": 0}),
+        idempotency_key: key.map(str::to_string),
+        openai_file_id_refs: None,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ten_thousand_idle_long_polls_share_one_thread_and_wake_on_the_write() {
+    let (svc, store, _) = service(ServiceConfig::default());
+    let (job, _) = svc.start("alice", demo(1, None)).await.unwrap();
+    let id = job.job_id.clone();
+    store
+        .transition(&id, JobStatus::Running, TransitionPatch::default(), Utc::now())
+        .await
+        .unwrap();
+
+    let mut waiters = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let svc = svc.clone();
+        let id = id.clone();
+        waiters.push(tokio::spawn(async move {
+            svc.get("alice", &id, Duration::from_secs(20)).await
+        }));
+    }
+    // Let every waiter reach its wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    store
+        .transition(
+            &id,
+            JobStatus::Succeeded,
+            TransitionPatch {
+                result: Some(json!({"ok": true})),
+                ..Default::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    for w in waiters {
+        let view = w.await.unwrap().unwrap();
+        assert_eq!(view.status, JobStatus::Succeeded);
+    }
+    // Woken by the write, not by the 20 s deadline.
+    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn idempotency_same_body_same_job_other_body_conflict() {
+    let (svc, _, orch) = service(ServiceConfig::default());
+    let (a, created) = svc.start("alice", demo(2, Some("k1"))).await.unwrap();
+    assert!(created);
+    let (b, created) = svc.start("alice", demo(2, Some("k1"))).await.unwrap();
+    assert!(!created);
+    assert_eq!(a.job_id, b.job_id);
+    let err = svc.start("alice", demo(3, Some("k1"))).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    // Same key, other owner: an independent job.
+    let (c, created) = svc.start("bob", demo(2, Some("k1"))).await.unwrap();
+    assert!(created);
+    assert_ne!(c.job_id, a.job_id);
+    assert_eq!(orch.starts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn quota_counts_active_jobs_and_rejections_write_nothing() {
+    let (svc, _, _) = service(ServiceConfig {
+        max_active_jobs_per_owner: 2,
+        ..ServiceConfig::default()
+    });
+    svc.start("alice", demo(1, None)).await.unwrap();
+    svc.start("alice", demo(1, None)).await.unwrap();
+    let err = svc.start("alice", demo(1, None)).await.unwrap_err();
+    assert!(matches!(err, ServiceError::TooManyRequests { retry_after_seconds, .. } if retry_after_seconds > 0));
+    let err = svc
+        .start("alice", StartJobRequest { input: json!({"steps": 0}), ..demo(1, None) })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::BadRequest(ref m) if m.contains("steps")), "{err:?}");
+    let list = svc.list("alice", &ListParams::default()).await.unwrap();
+    assert_eq!(list.jobs.len(), 2);
+    // Bob is not limited by Alice's jobs.
+    svc.start("bob", demo(1, None)).await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_wins_or_loses_cleanly_and_other_owners_see_not_found() {
+    let (svc, store, orch) = service(ServiceConfig::default());
+    let (job, _) = svc.start("alice", demo(1, None)).await.unwrap();
+    let err = svc.cancel("bob", &job.job_id).await.unwrap_err();
+    assert!(matches!(err, ServiceError::NotFound(_)));
+    let err = svc.get("bob", &job.job_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, ServiceError::NotFound(_)));
+    let view = svc.cancel("alice", &job.job_id).await.unwrap();
+    assert_eq!(view.status, JobStatus::Cancelled);
+    assert_eq!(orch.stops.load(Ordering::SeqCst), 1);
+    let err = svc.cancel("alice", &job.job_id).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)));
+    // A late completion cannot overwrite the cancel.
+    let out = store
+        .transition(&job.job_id, JobStatus::Succeeded, TransitionPatch::default(), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(out, longhaul_jobs::TransitionOutcome::Rejected(j) if j.status == JobStatus::Cancelled));
+}

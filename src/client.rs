@@ -1,0 +1,348 @@
+//! The CLI's HTTP client: `start`, `get`, `list`, `cancel`, `upload` against a longhaul
+//! server (local or on AWS). JSON on stdout for scripts; `--format table` for people.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+/// Where the server is and who we are.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(long, env = "LONGHAUL_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+    /// Bearer token. Without it, the first token of DATA_DIR/tokens is used if present.
+    #[arg(long, env = "LONGHAUL_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory whose tokens file is used when no token is given.
+    #[arg(long = "client-data-dir", default_value = "longhaul-data", global = true, hide = true)]
+    pub data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json, global = true)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+/// The client, with the server's error shape turned into one readable line.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    pub format: Format,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Client> {
+        let token = match &args.token {
+            Some(t) => Some(t.clone()),
+            None => first_token(&args.data_dir.join("tokens")),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base: args.url.trim_end_matches('/').to_string(),
+            token,
+            format: args.format,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value)> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the server at {} ({}); is `longhaul serve` running?",
+                self.base,
+                e.without_url()
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.context("reading the response")?;
+        let value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            json!({"error": {"code": "unexpected", "message": String::from_utf8_lossy(&body).trim().to_string()}})
+        });
+        if status >= 400 {
+            let code = value["error"]["code"].as_str().unwrap_or("error");
+            let message = value["error"]["message"].as_str().unwrap_or("request failed");
+            bail!("{code} (HTTP {status}): {message}");
+        }
+        Ok((status, value))
+    }
+
+    pub async fn start(
+        &self,
+        job_type: &str,
+        input: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value> {
+        let mut body = json!({"type": job_type, "input": input});
+        if let Some(k) = idempotency_key {
+            body["idempotencyKey"] = Value::from(k);
+        }
+        let (_, job) = self
+            .send(self.http.post(format!("{}/jobs", self.base)).json(&body))
+            .await?;
+        Ok(job)
+    }
+
+    pub async fn get(&self, job_id: &str, wait_seconds: u32) -> Result<Value> {
+        check_job_id(job_id)?;
+        let mut req = self.http.get(format!("{}/jobs/{job_id}", self.base));
+        if wait_seconds > 0 {
+            req = req.query(&[("waitSeconds", wait_seconds)]);
+        }
+        Ok(self.send(req).await?.1)
+    }
+
+    pub async fn list(
+        &self,
+        status: Option<&str>,
+        job_type: Option<&str>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Value> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = status {
+            q.push(("status", s.to_string()));
+        }
+        if let Some(t) = job_type {
+            q.push(("type", t.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor {
+            q.push(("cursor", c.to_string()));
+        }
+        let req = self.http.get(format!("{}/jobs", self.base)).query(&q);
+        Ok(self.send(req).await?.1)
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<Value> {
+        check_job_id(job_id)?;
+        let req = self.http.post(format!("{}/jobs/{job_id}/cancel", self.base));
+        Ok(self.send(req).await?.1)
+    }
+
+    pub async fn job_types(&self) -> Result<Value> {
+        Ok(self
+            .send(self.http.get(format!("{}/job-types", self.base)))
+            .await?
+            .1)
+    }
+
+    /// createUpload, then PUT the file to the signed URL. Returns the createUpload answer.
+    pub async fn upload(&self, path: &Path, mime_type: Option<&str>) -> Result<Value> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a file", path.display());
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow!("{} has no usable file name", path.display()))?;
+        let mime = mime_type.map(str::to_string).unwrap_or_else(|| guess_mime(name));
+        let body = json!({"name": name, "sizeBytes": meta.len(), "mimeType": mime});
+        let (_, ticket) = self
+            .send(self.http.post(format!("{}/uploads", self.base)).json(&body))
+            .await?;
+        let url = ticket["uploadUrl"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the server's createUpload answer has no uploadUrl"))?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let stream = tokio_util::io::ReaderStream::new(file);
+        // The signed URL is the credential: no bearer token on the PUT.
+        let resp = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, mime)
+            .header(reqwest::header::CONTENT_LENGTH, meta.len())
+            .timeout(Duration::from_secs(3600))
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| anyhow!("uploading {}: {}", path.display(), e.without_url()))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("upload failed (HTTP {status}): {message}");
+        }
+        Ok(json!({"object": ticket["object"], "sizeBytes": meta.len(), "mimeType": body["mimeType"]}))
+    }
+
+    /// Long-polls until the job is terminal, drawing a progress bar on stderr.
+    pub async fn wait(&self, job_id: &str, show_progress: bool) -> Result<Value> {
+        let bar = show_progress.then(|| {
+            let bar = indicatif::ProgressBar::new(100);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {pos:>3}% {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        loop {
+            // A short wait keeps the bar moving; the server wakes us at once when it ends.
+            let job = self.get(job_id, if show_progress { 2 } else { 20 }).await?;
+            let status = job["status"].as_str().unwrap_or("");
+            if let Some(bar) = &bar {
+                bar.set_position(job["progress"]["percent"].as_u64().unwrap_or(0));
+                bar.set_message(format!(
+                    "{status} {}",
+                    job["progress"]["message"].as_str().unwrap_or("")
+                ));
+            }
+            if !matches!(status, "QUEUED" | "RUNNING") {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                return Ok(job);
+            }
+        }
+    }
+}
+
+fn check_job_id(job_id: &str) -> Result<()> {
+    if job_id.len() != 36 || !job_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("{job_id:?} is not a job id (a UUID like 01935c4e-…)");
+    }
+    Ok(())
+}
+
+fn first_token(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+}
+
+fn guess_mime(name: &str) -> String {
+    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => "text/csv",
+        "json" => "application/json",
+        "txt" => "text/plain",
+        "png" => "image/png",
+        _ => "application/octet-stream",
+    }
+    .to_string()
+}
+
+/// `--input JSON|@FILE`.
+pub fn parse_input(arg: &str) -> Result<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow!("--input is not valid JSON: {e}"))
+}
+
+/// Prints a job (or any answer) in the chosen format.
+pub fn print_job(format: Format, job: &Value) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(job).unwrap_or_default()),
+        Format::Table => {
+            let row = |k: &str, v: String| println!("{k:<12} {v}");
+            row("job", job["jobId"].as_str().unwrap_or("").into());
+            row("type", job["type"].as_str().unwrap_or("").into());
+            row("status", job["status"].as_str().unwrap_or("").into());
+            row(
+                "progress",
+                format!(
+                    "{}% {}",
+                    job["progress"]["percent"].as_u64().unwrap_or(0),
+                    job["progress"]["message"].as_str().unwrap_or("")
+                ),
+            );
+            row("created", job["createdAt"].as_str().unwrap_or("").into());
+            if let Some(f) = job["finishedAt"].as_str() {
+                row("finished", f.into());
+            }
+            if let Some(r) = job.get("result") {
+                row("result", r.to_string());
+            }
+            if let Some(files) = job["files"].as_array() {
+                for f in files {
+                    row(
+                        "file",
+                        format!(
+                            "{} ({} bytes) {}",
+                            f["name"].as_str().unwrap_or(""),
+                            f["sizeBytes"].as_u64().unwrap_or(0),
+                            f["url"].as_str().unwrap_or("")
+                        ),
+                    );
+                }
+            }
+            if let Some(e) = job.get("error") {
+                row(
+                    "error",
+                    format!(
+                        "{}: {}",
+                        e["code"].as_str().unwrap_or(""),
+                        e["message"].as_str().unwrap_or("")
+                    ),
+                );
+            }
+            row("message", job["message"].as_str().unwrap_or("").into());
+        }
+    }
+}
+
+pub fn print_list(format: Format, list: &Value) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(list).unwrap_or_default()),
+        Format::Table => {
+            println!(
+                "{:<36}  {:<12}  {:<10}  {:>4}  CREATED",
+                "JOB ID", "TYPE", "STATUS", "%"
+            );
+            for j in list["jobs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<36}  {:<12}  {:<10}  {:>4}  {}",
+                    j["jobId"].as_str().unwrap_or(""),
+                    j["type"].as_str().unwrap_or(""),
+                    j["status"].as_str().unwrap_or(""),
+                    j["progress"]["percent"].as_u64().unwrap_or(0),
+                    j["createdAt"].as_str().unwrap_or("")
+                );
+            }
+            if let Some(c) = list["nextCursor"].as_str() {
+                println!("more: --cursor {c}");
+            }
+        }
+    }
+}
+
+/// Exit code for a job the CLI waited for: 0 when it succeeded.
+pub fn exit_code_for(job: &Value) -> i32 {
+    match job["status"].as_str() {
+        Some("SUCCEEDED") | Some("QUEUED") | Some("RUNNING") => 0,
+        _ => 1,
+    }
+}

@@ -1,0 +1,330 @@
+//! `longhaul serve`: the job API on one machine. Wires the local adapters (SQLite jobs,
+//! files on disk with signed URLs, the embedded engine running the workflow with the workers
+//! in process) to the domain and the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use longhaul_api::{ApiState, Authenticator};
+use longhaul_jobs::{BlobStore, JobService, JobStore, JobTypes, ServiceConfig};
+use longhaul_local::orchestrator::{DEFAULT_DEFINITION, EngineOrchestrator, load_definition};
+use longhaul_workers::WorkerContext;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LONGHAUL_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Where jobs (SQLite), files, the signing key and the tokens file live.
+    #[arg(long, env = "LONGHAUL_DATA_DIR", default_value = "longhaul-data")]
+    pub data_dir: PathBuf,
+    /// `tokens:FILE` (lines `TOKEN SUBJECT`), `jwt` (with --jwks, --issuer), or `none`
+    /// (loopback only). Default: a tokens file in the data dir, created with one token.
+    #[arg(long, env = "LONGHAUL_AUTH")]
+    pub auth: Option<String>,
+    /// JWKS for `--auth jwt`: a file or an https URL.
+    #[arg(long, env = "LONGHAUL_JWKS")]
+    pub jwks: Option<String>,
+    /// Required `iss` for `--auth jwt`.
+    #[arg(long, env = "LONGHAUL_ISSUER")]
+    pub issuer: Option<String>,
+    /// Required `aud` for `--auth jwt`, if any.
+    #[arg(long, env = "LONGHAUL_AUDIENCE")]
+    pub audience: Option<String>,
+    /// The URL clients reach this server at (used in signed file links and the spec).
+    /// Default: http://ADDR.
+    #[arg(long, env = "LONGHAUL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Workflow definition to run instead of the built-in statemachine/job.asl.json.
+    #[arg(long, env = "LONGHAUL_DEFINITION")]
+    pub definition: Option<PathBuf>,
+    /// Queued + running jobs one owner may have.
+    #[arg(long, env = "LONGHAUL_MAX_ACTIVE_JOBS", default_value_t = 20)]
+    pub max_active_jobs: usize,
+    /// Lifetime of signed file links, in seconds.
+    #[arg(long, env = "LONGHAUL_FILE_URL_TTL", default_value_t = 900)]
+    pub file_url_ttl: u64,
+    /// Largest upload, in bytes.
+    #[arg(long, env = "LONGHAUL_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
+    pub max_upload_bytes: u64,
+    /// Log format.
+    #[arg(long, env = "LONGHAUL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeArgs {
+    /// Defaults for an in-process server (the demo, tests).
+    pub fn local(data_dir: &Path) -> ServeArgs {
+        ServeArgs {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            auth: None,
+            jwks: None,
+            issuer: None,
+            audience: None,
+            public_url: None,
+            definition: None,
+            max_active_jobs: 20,
+            file_url_ttl: 900,
+            max_upload_bytes: 1 << 30,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LONGHAUL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    /// The token created for a new tokens file (printed once), if one was created.
+    pub new_token: Option<String>,
+    pub tokens_file: Option<PathBuf>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests finish briefly, leaves running executions
+    /// checkpointed for the next start.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task")?
+    }
+
+    /// Waits until the server stops (after a signal).
+    pub async fn wait(self) -> Result<()> {
+        self.task.await.context("server task")?
+    }
+}
+
+/// Starts the server on `addr` and returns once it accepts connections.
+pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServer> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let base_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+
+    let (auth, new_token, tokens_file) = build_auth(args, &addr).await?;
+
+    let definition_text = match &args.definition {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the workflow definition {}", path.display()))?,
+        None => DEFAULT_DEFINITION.to_string(),
+    };
+    let machine = load_definition(&definition_text).map_err(anyhow::Error::msg)?;
+
+    let store = Arc::new(
+        longhaul_local::SqliteJobStore::open(&args.data_dir.join("jobs.db"))
+            .context("opening the job store")?,
+    );
+    let signer = longhaul_local::UrlSigner::load_or_create(&args.data_dir.join("signing.key"))
+        .context("loading the URL signing key")?;
+    let blobs = Arc::new(
+        longhaul_local::FsBlobStore::open(&args.data_dir.join("blobs"), signer, &base_url)
+            .context("opening the file store")?,
+    );
+    let types = Arc::new(JobTypes::builtin());
+    let worker_ctx = WorkerContext {
+        store: store.clone() as Arc<dyn JobStore>,
+        blobs: blobs.clone() as Arc<dyn BlobStore>,
+        types: types.clone(),
+    };
+    let exec_store = Arc::new(
+        longhaul_engine::SqliteExecutionStore::open(&args.data_dir.join("engine.db"))
+            .context("opening the engine's execution store")?,
+    );
+    let orchestrator = EngineOrchestrator::with_workers(exec_store, worker_ctx.clone(), machine)
+        .await
+        .context("registering the workflow")?;
+    let tracker = orchestrator.spawn_tracker(worker_ctx.clone());
+    let engine = orchestrator.engine().clone();
+
+    let config = ServiceConfig {
+        max_active_jobs_per_owner: args.max_active_jobs,
+        file_url_ttl: Duration::from_secs(args.file_url_ttl.clamp(1, 7 * 24 * 3600)),
+        max_upload_bytes: args.max_upload_bytes,
+        ..ServiceConfig::default()
+    };
+    let service = Arc::new(JobService::new(
+        store.clone(),
+        blobs.clone(),
+        Arc::new(orchestrator),
+        JobTypes::builtin(),
+        config,
+    ));
+
+    // Executions that were running when the server stopped continue where they were.
+    let resumed = engine.resume_all().await.context("resuming executions")?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed running executions");
+    }
+    // Jobs accepted but never started (a crash between the two) are started now.
+    let queued = store
+        .list_queued_without_execution()
+        .await
+        .context("listing unstarted jobs")?;
+    for job in queued {
+        if let Err(e) = service.resume_queued(job).await {
+            tracing::warn!(error = %e, "could not start a queued job");
+        }
+    }
+
+    let app = longhaul_api::router(ApiState {
+        service: service.clone(),
+        auth,
+    })
+    .merge(longhaul_local::files_router(blobs.clone()));
+
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            if stop_on_signal {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = shutdown_rx.changed() => {}
+                }
+            } else {
+                let _ = shutdown_rx.changed().await;
+            }
+            tracing::info!("shutting down");
+        };
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            let _ = stopped_tx.send(());
+        });
+        let server = tokio::spawn(async move { server.await });
+        // Long polls may hold a request for up to 25 s; give requests a moment, not that.
+        let _ = stopped_rx.await;
+        if tokio::time::timeout(Duration::from_secs(3), server).await.is_err() {
+            tracing::info!("closing requests still open");
+        }
+        engine.shutdown().await;
+        tracker.abort();
+        Ok(())
+    });
+
+    Ok(RunningServer {
+        addr,
+        base_url,
+        new_token,
+        tokens_file,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+async fn build_auth(
+    args: &ServeArgs,
+    addr: &SocketAddr,
+) -> Result<(Arc<dyn Authenticator>, Option<String>, Option<PathBuf>)> {
+    match args.auth.as_deref() {
+        None => {
+            let path = args.data_dir.join("tokens");
+            if path.exists() {
+                let auth = longhaul_api::TokensFileAuth::load(&path)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                Ok((Arc::new(auth), None, Some(path)))
+            } else {
+                let (auth, token) = longhaul_api::TokensFileAuth::create_default(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                Ok((Arc::new(auth), Some(token), Some(path)))
+            }
+        }
+        Some("none") => {
+            longhaul_api::check_no_auth_allowed(addr).map_err(anyhow::Error::msg)?;
+            Ok((
+                Arc::new(longhaul_api::NoAuth {
+                    subject: "local".into(),
+                }),
+                None,
+                None,
+            ))
+        }
+        Some("jwt") => {
+            let (Some(jwks), Some(issuer)) = (&args.jwks, &args.issuer) else {
+                bail!("--auth jwt needs --jwks FILE_OR_URL and --issuer ISS");
+            };
+            let auth = longhaul_api::JwtAuth::new(jwks, issuer, args.audience.as_deref())
+                .await
+                .context("setting up JWT auth")?;
+            Ok((Arc::new(auth), None, None))
+        }
+        Some(other) => match other.strip_prefix("tokens:") {
+            Some(file) if !file.is_empty() => {
+                let path = PathBuf::from(file);
+                let auth = longhaul_api::TokensFileAuth::load(&path)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                Ok((Arc::new(auth), None, Some(path)))
+            }
+            _ => bail!("--auth must be tokens:FILE, jwt or none (got {other:?})"),
+        },
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `longhaul serve`.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    init_logging(args.log_format);
+    let server = start(&args, true).await?;
+    if let Some(token) = &server.new_token {
+        // Printed once, to stdout (not the log): the file keeps it for the CLI.
+        println!("Created a token for owner `local` (kept in {}):", args.data_dir.join("tokens").display());
+        println!("  {token}");
+    }
+    println!("longhaul listening on {}", server.base_url);
+    tracing::info!(url = %server.base_url, data_dir = %args.data_dir.display(), "serving");
+    server.wait().await
+}
