@@ -1,1 +1,252 @@
-//! longhaul's HTTP API: an axum Router over JobService, auth, error mapping, the OpenAPI spec.
+//! longhaul's HTTP API: an axum [`Router`] over [`JobService`] — startJob, getJob (with a long
+//! poll), listJobs, cancelJob, listJobTypes, createUpload — plus `/healthz` and the OpenAPI
+//! spec. The same Router serves `longhaul serve` and, on AWS, the API Lambda. Every job route
+//! is authenticated by an [`Authenticator`]; errors are [`ApiError`]s, always
+//! `{"error": {"code", "message"}}`.
+
+mod auth;
+mod error;
+mod spec;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use longhaul_jobs::{CreateUploadRequest, JobService, ListParams, StartJobRequest};
+use serde::de::DeserializeOwned;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{
+    AuthError, Authenticator, JwksError, JwtAuth, NoAuth, Principal, TokensFileAuth, TokensFileError,
+    bearer, check_no_auth_allowed,
+};
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use spec::{openapi, openapi_yaml};
+
+/// Largest request body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: Arc<JobService>,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+/// The caller, authenticated.
+pub struct Owner(pub String);
+
+impl FromRequestParts<ApiState> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let token_given = parts.headers.contains_key(header::AUTHORIZATION);
+        state
+            .auth
+            .authenticate(parts)
+            .await
+            .map(|p| Owner(p.subject))
+            .map_err(|e| ApiError::unauthorized(e.to_string(), token_given))
+    }
+}
+
+/// Query parameters, with unknown names refused (they are usually typos).
+fn query(raw: RawQuery, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let mut q = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.0.unwrap_or_default().as_bytes()) {
+        if q.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ApiError::bad_request(format!("query parameter {k:?} is given twice")));
+        }
+    }
+    for k in q.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(if allowed.is_empty() {
+                format!("unknown query parameter {k:?}: this operation takes none")
+            } else {
+                format!("unknown query parameter {k:?}; allowed: {}", allowed.join(", "))
+            }));
+        }
+    }
+    Ok(q)
+}
+
+fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes")));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::bad_request("the body is not UTF-8"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+async fn start_job(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    q: RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    query(q, &[])?;
+    let req: StartJobRequest = json_body(&body)?;
+    let (job, created) = s.service.start(&owner, req).await?;
+    Ok(json(if created { StatusCode::ACCEPTED } else { StatusCode::OK }, &job))
+}
+
+async fn get_job(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    Path(job_id): Path<String>,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    let q = query(q, &["waitSeconds"])?;
+    let max = s.service.config().max_wait.as_secs();
+    let wait = match q.get("waitSeconds") {
+        None => 0,
+        Some(w) => match w.parse::<u64>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(ApiError::bad_request(format!("waitSeconds must be an integer from 0 to {max}"))),
+        },
+    };
+    let job = s.service.get(&owner, &job_id, Duration::from_secs(wait)).await?;
+    Ok(json(StatusCode::OK, &job))
+}
+
+async fn list_jobs(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    let mut q = query(q, &["status", "type", "limit", "cursor"])?;
+    let params = ListParams {
+        status: q.remove("status"),
+        job_type: q.remove("type"),
+        limit: q.remove("limit"),
+        cursor: q.remove("cursor"),
+    };
+    Ok(json(StatusCode::OK, &s.service.list(&owner, &params).await?))
+}
+
+async fn cancel_job(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    Path(job_id): Path<String>,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    query(q, &[])?;
+    Ok(json(StatusCode::OK, &s.service.cancel(&owner, &job_id).await?))
+}
+
+async fn list_job_types(
+    State(s): State<ApiState>,
+    Owner(_): Owner,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    query(q, &[])?;
+    Ok(json(StatusCode::OK, &serde_json::json!({"jobTypes": s.service.job_types()})))
+}
+
+async fn create_upload(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    q: RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    query(q, &[])?;
+    let req: CreateUploadRequest = json_body(&body)?;
+    Ok(json(StatusCode::OK, &s.service.create_upload(&owner, &req).await?))
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// The public base URL of a request (for the spec's `servers`), from proxy headers or Host.
+fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(*c)).collect();
+    let proto = if proto == "https" { "https" } else { "http" };
+    format!("{proto}://{host}")
+}
+
+async fn spec_yaml(headers: axum::http::HeaderMap) -> Response {
+    let body = openapi_yaml(&base_url(&headers));
+    ([(header::CONTENT_TYPE, "application/yaml")], body).into_response()
+}
+
+async fn spec_json(headers: axum::http::HeaderMap) -> Response {
+    json(StatusCode::OK, &openapi(&base_url(&headers)))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.yaml")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "this method is not allowed on this route")
+}
+
+/// The API's Router, with request ids, tracing (no secrets), a timeout above the longest
+/// long poll, and panics turned into a 500 JSON error.
+pub fn router(state: ApiState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/jobs", post(start_job).get(list_jobs))
+        .route("/jobs/{jobId}", get(get_job))
+        .route("/jobs/{jobId}/cancel", post(cancel_job))
+        .route("/job-types", get(list_job_types))
+        .route("/uploads", post(create_upload))
+        .route("/healthz", get(healthz))
+        .route("/openapi.yaml", get(spec_yaml))
+        .route("/openapi.json", get(spec_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // A body one byte over the limit is cut off here, before it is buffered whole.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES + 1))
+        .layer(axum::middleware::map_response(too_large_as_json))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side; try again").into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                // The path only: query strings may carry signatures.
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+/// tower-http answers an oversized body with a plain-text 413; make it the API's JSON error.
+async fn too_large_as_json(resp: Response) -> Response {
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && resp.headers().get(header::CONTENT_TYPE).is_none_or(|v| v != HeaderValue::from_static("application/json"))
+    {
+        return ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes")).into_response();
+    }
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE && resp.headers().get(header::CONTENT_TYPE).is_none() {
+        let mut r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the request took too long; try again").into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    }
+    resp
+}

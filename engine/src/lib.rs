@@ -1,1 +1,566 @@
-//! Embedded Amazon States Language (AWS Step Functions) interpreter: runs any ASL definition on one machine, durably.
+//! longhaul-engine: an embedded interpreter of the Amazon States Language (the JSONPath
+//! query language of AWS Step Functions). It runs any definition on one machine, durably,
+//! with no AWS: longhaul's single-machine mode runs `statemachine/job.asl.json` on it, and
+//! `longhaul sfn run` runs any definition from the command line.
+//!
+//! ```no_run
+//! # async fn demo(invoker: std::sync::Arc<dyn longhaul_engine::TaskInvoker>) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use longhaul_engine::{Engine, MemoryExecutionStore, StateMachine};
+//! let machine = StateMachine::parse(r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}"#, &Default::default())?;
+//! let engine = Engine::new(Arc::new(MemoryExecutionStore::new()), invoker);
+//! let sm = engine.create_state_machine("hello", machine).await?;
+//! let exec = engine.start_execution(&sm, None, serde_json::json!({"x": 1})).await?;
+//! let done = engine.wait_for_completion(&exec.execution_arn).await?;
+//! assert_eq!(done.output, Some(serde_json::json!({"x": 1})));
+//! # Ok(()) }
+//! ```
+//!
+//! What it supports: every state type (Pass, Task, Choice, Wait, Succeed, Fail with
+//! ErrorPath/CausePath, Parallel, inline Map with ItemsPath, ItemSelector/Parameters,
+//! ItemProcessor/Iterator, MaxConcurrency(Path), ToleratedFailureCount/Percentage,
+//! ItemBatcher); InputPath, Parameters, ResultSelector, ResultPath (null, creating missing
+//! nodes), OutputPath; the context object; all intrinsic functions; Retry (with BackoffRate,
+//! MaxDelaySeconds, JitterStrategy) and Catch with the predefined error names; state and
+//! execution timeouts; `${Name}` substitutions as SAM's DefinitionSubstitutions. Tasks go to
+//! a [`TaskInvoker`]: direct resources, and `arn:aws:states:::lambda:invoke` with AWS's
+//! result shape.
+//!
+//! Not supported: the JSONata query language, distributed Map (ItemReader/ResultWriter),
+//! `.waitForTaskToken` callbacks and heartbeats from tasks (`HeartbeatSeconds` is validated
+//! but an in-process task cannot send heartbeats), JSONPath filter expressions.
+//!
+//! **Durability.** Every top-level transition is checkpointed through an
+//! [`ExecutionStore`] (in memory, or SQLite): the next state and its input, and for a Wait
+//! its wake-up time. After a crash, [`Engine::resume_all`] continues RUNNING executions from
+//! their last checkpoint: a long Wait does not start over. A state that was running when the
+//! process died runs again, so **tasks are at least once** — as on AWS, make them
+//! idempotent. Map iterations and Parallel branches are part of their state: after a crash
+//! the whole Map or Parallel state runs again.
+
+mod choice;
+pub mod cli;
+mod exec;
+mod intrinsics;
+mod model;
+mod path;
+mod store;
+mod template;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use model::{StateMachine, ValidationError, ValidationErrors};
+pub use store::{Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore};
+
+use exec::{Events, Failure, Run};
+
+/// Calls Task resources: resource string in, JSON out, or an error with name and cause.
+#[async_trait]
+pub trait TaskInvoker: Send + Sync + 'static {
+    /// `resource` is the Task's Resource (for `lambda:invoke`, the FunctionName; the engine
+    /// wraps the result in AWS's shape).
+    async fn invoke(&self, resource: &str, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure>;
+}
+
+/// What a task knows about where it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskContext {
+    pub execution_arn: String,
+    pub execution_name: String,
+    pub state_name: String,
+    pub retry_count: u32,
+}
+
+/// A task's failure: the error name Retry/Catch match on, and a cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    pub error: String,
+    pub cause: String,
+}
+
+impl TaskFailure {
+    pub fn new(error: &str, cause: impl Into<String>) -> TaskFailure {
+        TaskFailure {
+            error: error.to_string(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Status of an execution, as Step Functions names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        [
+            ExecutionStatus::Running,
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Failed,
+            ExecutionStatus::TimedOut,
+            ExecutionStatus::Aborted,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// DescribeExecution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionDescription {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    pub status: ExecutionStatus,
+    pub start_date: DateTime<Utc>,
+    pub stop_date: Option<DateTime<Utc>>,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl From<&ExecutionRecord> for ExecutionDescription {
+    fn from(r: &ExecutionRecord) -> Self {
+        ExecutionDescription {
+            execution_arn: r.execution_arn.clone(),
+            state_machine_arn: r.state_machine_arn.clone(),
+            name: r.name.clone(),
+            status: r.status,
+            start_date: r.start_date,
+            stop_date: r.stop_date,
+            input: r.input.clone(),
+            output: r.output.clone(),
+            error: r.error.clone(),
+            cause: r.cause.clone(),
+        }
+    }
+}
+
+/// One event of an execution's history, with AWS's event type names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEvent {
+    pub id: u64,
+    pub previous_event_id: u64,
+    pub timestamp: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_name: Option<String>,
+    #[serde(default)]
+    pub details: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("execution already exists: {execution_arn}")]
+    ExecutionAlreadyExists { execution_arn: String },
+    #[error("execution does not exist: {0}")]
+    ExecutionDoesNotExist(String),
+    #[error("state machine does not exist: {0}")]
+    StateMachineDoesNotExist(String),
+    #[error("invalid name {0:?}: 1 to 80 characters, no whitespace, no < > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /")]
+    InvalidName(String),
+    #[error("invalid definition: {0}")]
+    InvalidDefinition(#[from] ValidationErrors),
+    #[error("execution store: {0}")]
+    Store(String),
+}
+
+const ARN_PREFIX: &str = "arn:aws:states:local:000000000000";
+
+fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=80).contains(&n)
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c))
+}
+
+struct Running {
+    run: Arc<Run>,
+    done: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    store: Arc<dyn ExecutionStore>,
+    invoker: Arc<dyn TaskInvoker>,
+    machines: RwLock<HashMap<String, StateMachine>>,
+    running: Mutex<HashMap<String, Running>>,
+    ends: broadcast::Sender<ExecutionDescription>,
+    shutdown: CancellationToken,
+}
+
+/// The engine: state machines, executions, checkpoints. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn ExecutionStore>, invoker: Arc<dyn TaskInvoker>) -> Engine {
+        let (ends, _) = broadcast::channel(4096);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                invoker,
+                machines: RwLock::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
+                ends,
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Registers (or replaces) a state machine under `name`; returns its ARN.
+    pub async fn create_state_machine(&self, name: &str, machine: StateMachine) -> Result<String, EngineError> {
+        if !valid_name(name) {
+            return Err(EngineError::InvalidName(name.to_string()));
+        }
+        let arn = format!("{ARN_PREFIX}:stateMachine:{name}");
+        self.inner
+            .machines
+            .write()
+            .map_err(|_| EngineError::Store("lock poisoned".into()))?
+            .insert(arn.clone(), machine);
+        Ok(arn)
+    }
+
+    /// StartExecution. The name defaults to a UUID; a reused name is `ExecutionAlreadyExists`.
+    pub async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: Value,
+    ) -> Result<ExecutionDescription, EngineError> {
+        let machine = self
+            .inner
+            .machines
+            .read()
+            .map_err(|_| EngineError::Store("lock poisoned".into()))?
+            .get(state_machine_arn)
+            .cloned()
+            .ok_or_else(|| EngineError::StateMachineDoesNotExist(state_machine_arn.to_string()))?;
+        let name = name.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if !valid_name(&name) {
+            return Err(EngineError::InvalidName(name));
+        }
+        let sm_name = state_machine_arn.rsplit(':').next().unwrap_or("").to_string();
+        let arn = format!("{ARN_PREFIX}:execution:{sm_name}:{name}");
+        let start = Utc::now();
+        let rec = ExecutionRecord {
+            execution_arn: arn.clone(),
+            state_machine_arn: state_machine_arn.to_string(),
+            name: name.clone(),
+            definition: machine.definition_text().to_string(),
+            status: ExecutionStatus::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            cause: None,
+            start_date: start,
+            stop_date: None,
+            cursor: Some(Cursor {
+                state: machine.inner.root.start_at.clone(),
+                input: input.clone(),
+                wait_until: None,
+            }),
+        };
+        let started = HistoryEvent {
+            id: 1,
+            previous_event_id: 0,
+            timestamp: start,
+            event_type: "ExecutionStarted".into(),
+            state_name: None,
+            details: serde_json::json!({"input": input, "roleArn": "arn:aws:iam::000000000000:role/longhaul-local"}),
+        };
+        if !self.inner.store.insert(&rec, &[started])? {
+            return Err(EngineError::ExecutionAlreadyExists { execution_arn: arn });
+        }
+        self.spawn(rec.clone(), machine, 2);
+        Ok(ExecutionDescription::from(&rec))
+    }
+
+    fn spawn(&self, rec: ExecutionRecord, machine: StateMachine, next_event_id: u64) {
+        let run = Arc::new(Run {
+            arn: rec.execution_arn.clone(),
+            name: rec.name.clone(),
+            state_machine_arn: rec.state_machine_arn.clone(),
+            state_machine_name: rec.state_machine_arn.rsplit(':').next().unwrap_or("").to_string(),
+            machine,
+            input: rec.input.clone(),
+            start: rec.start_date,
+            invoker: self.inner.invoker.clone(),
+            store: self.inner.store.clone(),
+            events: Mutex::new(Events { pending: Vec::new(), next_id: next_event_id }),
+            cancel: CancellationToken::new(),
+            stop_reason: Mutex::new(None),
+        });
+        let (done_tx, done_rx) = watch::channel(false);
+        let inner = self.inner.clone();
+        let r = run.clone();
+        // Hold the lock across spawn so the task cannot finish (and remove itself) before it
+        // is registered.
+        let Ok(mut running) = self.inner.running.lock() else { return };
+        let task = tokio::spawn(async move {
+            drive(inner.clone(), r.clone(), rec).await;
+            if let Ok(mut m) = inner.running.lock() {
+                m.remove(&r.arn);
+            }
+            let _ = done_tx.send(true);
+        });
+        running.insert(run.arn.clone(), Running { run, done: done_rx, task });
+    }
+
+    /// DescribeExecution.
+    pub async fn describe_execution(&self, execution_arn: &str) -> Result<ExecutionDescription, EngineError> {
+        self.inner
+            .store
+            .get(execution_arn)?
+            .map(|r| ExecutionDescription::from(&r))
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution_arn.to_string()))
+    }
+
+    /// StopExecution: the execution ends ABORTED; its running tasks and branches are
+    /// cancelled. Stopping one that already ended does nothing.
+    pub async fn stop_execution(&self, execution_arn: &str, error: Option<&str>, cause: Option<&str>) -> Result<(), EngineError> {
+        let rec = self
+            .inner
+            .store
+            .get(execution_arn)?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution_arn.to_string()))?;
+        if rec.status != ExecutionStatus::Running {
+            return Ok(());
+        }
+        let running = self
+            .inner
+            .running
+            .lock()
+            .map_err(|_| EngineError::Store("lock poisoned".into()))?
+            .get(execution_arn)
+            .map(|r| (r.run.clone(), r.done.clone()));
+        match running {
+            Some((run, mut done)) => {
+                if let Ok(mut s) = run.stop_reason.lock() {
+                    *s = Some((error.map(str::to_string), cause.map(str::to_string)));
+                }
+                run.cancel.cancel();
+                let _ = done.wait_for(|d| *d).await;
+            }
+            None => {
+                // Not being driven here (e.g. not resumed yet): end it in the store.
+                let mut rec = rec;
+                rec.status = ExecutionStatus::Aborted;
+                rec.error = error.map(str::to_string);
+                rec.cause = cause.map(str::to_string);
+                rec.stop_date = Some(Utc::now());
+                let n = self.inner.store.history(execution_arn)?.len() as u64;
+                let ev = HistoryEvent {
+                    id: n + 1,
+                    previous_event_id: n,
+                    timestamp: Utc::now(),
+                    event_type: "ExecutionAborted".into(),
+                    state_name: None,
+                    details: serde_json::json!({"error": rec.error, "cause": rec.cause}),
+                };
+                self.inner.store.finish(&rec, &[ev])?;
+                let _ = self.inner.ends.send(ExecutionDescription::from(&rec));
+            }
+        }
+        Ok(())
+    }
+
+    /// GetExecutionHistory.
+    pub async fn get_execution_history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
+        if self.inner.store.get(execution_arn)?.is_none() {
+            return Err(EngineError::ExecutionDoesNotExist(execution_arn.to_string()));
+        }
+        let mut events = self.inner.store.history(execution_arn)?;
+        // Events since the last checkpoint of a running execution.
+        if let Ok(running) = self.inner.running.lock()
+            && let Some(r) = running.get(execution_arn)
+            && let Ok(ev) = r.run.events.lock()
+        {
+            events.extend(ev.pending.iter().cloned());
+        }
+        Ok(events)
+    }
+
+    /// Waits until the execution is no longer RUNNING here and describes it.
+    pub async fn wait_for_completion(&self, execution_arn: &str) -> Result<ExecutionDescription, EngineError> {
+        let done = self
+            .inner
+            .running
+            .lock()
+            .map_err(|_| EngineError::Store("lock poisoned".into()))?
+            .get(execution_arn)
+            .map(|r| r.done.clone());
+        if let Some(mut done) = done {
+            let _ = done.wait_for(|d| *d).await;
+        }
+        self.describe_execution(execution_arn).await
+    }
+
+    /// Every execution that ends (any status) is sent here.
+    pub fn subscribe_ends(&self) -> broadcast::Receiver<ExecutionDescription> {
+        self.inner.ends.subscribe()
+    }
+
+    /// After a restart: drives every RUNNING execution of the store from its checkpoint.
+    pub async fn resume_all(&self) -> Result<usize, EngineError> {
+        let records = self.inner.store.running()?;
+        let mut n = 0;
+        for rec in records {
+            let already = self
+                .inner
+                .running
+                .lock()
+                .map(|m| m.contains_key(&rec.execution_arn))
+                .unwrap_or(true);
+            if already {
+                continue;
+            }
+            let machine = match StateMachine::parse(&rec.definition, &Default::default()) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(execution = %rec.execution_arn, error = %e, "stored definition no longer parses");
+                    let mut failed = rec.clone();
+                    failed.status = ExecutionStatus::Failed;
+                    failed.error = Some("States.Runtime".into());
+                    failed.cause = Some(format!("the stored definition no longer parses: {e}"));
+                    failed.stop_date = Some(Utc::now());
+                    self.inner.store.finish(&failed, &[])?;
+                    continue;
+                }
+            };
+            let next_id = self.inner.store.history(&rec.execution_arn)?.len() as u64 + 1;
+            tracing::info!(execution = %rec.execution_arn, state = ?rec.cursor.as_ref().map(|c| &c.state), "resuming execution");
+            self.spawn(rec, machine, next_id);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Stops driving executions and leaves them RUNNING and checkpointed for `resume_all`.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let tasks: Vec<tokio::task::JoinHandle<()>> = match self.inner.running.lock() {
+            Ok(mut m) => m.drain().map(|(_, r)| r.task).collect(),
+            Err(_) => Vec::new(),
+        };
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// How many executions this engine is driving now.
+    pub fn running_count(&self) -> usize {
+        self.inner.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// Drives one execution to its end (or until shutdown), then records how it ended.
+async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
+    let cursor = rec.cursor.clone().unwrap_or(Cursor {
+        state: run.machine.inner.root.start_at.clone(),
+        input: rec.input.clone(),
+        wait_until: None,
+    });
+    let deadline = run
+        .machine
+        .inner
+        .timeout_seconds
+        .map(|s| rec.start_date + chrono::Duration::seconds(s as i64));
+    let body = run.run_branch(&run.machine.inner.root, cursor.state, cursor.input, true, None, cursor.wait_until);
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep((d - Utc::now()).to_std().unwrap_or_default()).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    enum End {
+        Done(Result<Value, Failure>),
+        TimedOut,
+        Aborted,
+        Shutdown,
+    }
+    let end = tokio::select! {
+        r = body => End::Done(r),
+        _ = timeout => End::TimedOut,
+        _ = run.cancel.cancelled() => End::Aborted,
+        _ = inner.shutdown.cancelled() => End::Shutdown,
+    };
+    let mut done = rec;
+    done.stop_date = Some(Utc::now());
+    done.cursor = None;
+    let (event, details) = match end {
+        End::Shutdown => {
+            // Leave it RUNNING: the last checkpoint is where it resumes. Keep the history.
+            let events = run.take_events();
+            if !events.is_empty()
+                && let Some(c) = inner.store.get(&run.arn).ok().flatten().and_then(|r| r.cursor)
+            {
+                let _ = inner.store.checkpoint(&run.arn, &c, &events);
+            }
+            return;
+        }
+        End::Done(Ok(output)) => {
+            done.status = ExecutionStatus::Succeeded;
+            done.output = Some(output.clone());
+            ("ExecutionSucceeded", serde_json::json!({"output": output}))
+        }
+        End::Done(Err(f)) => {
+            done.status = ExecutionStatus::Failed;
+            done.error = Some(f.error.clone());
+            done.cause = Some(f.cause.clone());
+            ("ExecutionFailed", serde_json::json!({"error": f.error, "cause": f.cause}))
+        }
+        End::TimedOut => {
+            done.status = ExecutionStatus::TimedOut;
+            done.error = Some("States.Timeout".into());
+            done.cause = Some("the execution ran past its TimeoutSeconds".into());
+            ("ExecutionTimedOut", serde_json::json!({"error": done.error, "cause": done.cause}))
+        }
+        End::Aborted => {
+            let (e, c) = run.stop_reason.lock().ok().and_then(|s| s.clone()).unwrap_or((None, None));
+            done.status = ExecutionStatus::Aborted;
+            done.error = e;
+            done.cause = c;
+            ("ExecutionAborted", serde_json::json!({"error": done.error, "cause": done.cause}))
+        }
+    };
+    run.event(event, None, details);
+    let events = run.take_events();
+    if let Err(e) = inner.store.finish(&done, &events) {
+        tracing::error!(execution = %run.arn, error = %e, "could not record the end of an execution");
+    }
+    let _ = inner.ends.send(ExecutionDescription::from(&done));
+}

@@ -4,10 +4,12 @@
 //! ports (`longhaul-local`, `longhaul-aws`), entry points wire them.
 
 pub mod job;
+pub mod memory;
 pub mod ports;
 pub mod service;
 pub mod types;
 pub mod view;
+pub mod watch;
 pub mod workflow;
 
 pub use job::{

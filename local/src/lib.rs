@@ -1,1 +1,11 @@
-//! longhaul's single-machine adapters: SQLite JobStore, filesystem BlobStore with signed URLs, engine-backed Orchestrator.
+//! longhaul's single-machine adapters: [`SqliteJobStore`] (jobs in SQLite, WAL), [`FsBlobStore`]
+//! (files under the data dir, written atomically) with [`UrlSigner`] (HMAC-SHA256 signed,
+//! expiring links served by [`files_router`]), and [`orchestrator::EngineOrchestrator`] (the
+//! workflow in the embedded engine, Tasks bound to the worker handlers in process).
+
+mod blobs;
+mod jobs;
+pub mod orchestrator;
+
+pub use blobs::{FsBlobStore, UrlSigner, files_router};
+pub use jobs::SqliteJobStore;

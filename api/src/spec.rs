@@ -1,0 +1,151 @@
+//! The OpenAPI 3.1 spec for GPT Actions: paths written next to the Router they describe,
+//! schemas derived from the domain types (utoipa). `longhaul openapi` prints it; the
+//! committed `openapi.yaml` must equal it (a test checks).
+
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    longhaul_jobs::JobView,
+    longhaul_jobs::FileView,
+    longhaul_jobs::Progress,
+    longhaul_jobs::JobError,
+    longhaul_jobs::ExecutionRef,
+    longhaul_jobs::JobStatus,
+    longhaul_jobs::JobList,
+    longhaul_jobs::JobTypeInfo,
+    longhaul_jobs::StartJobRequest,
+    longhaul_jobs::OpenAiFileRef,
+    longhaul_jobs::CreateUploadRequest,
+    longhaul_jobs::UploadTicket,
+    crate::ErrorBody,
+    crate::ErrorDetail,
+)))]
+struct Schemas;
+
+fn error_responses(codes: &[(&str, &str)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (status, desc) in codes {
+        m.insert(
+            status.to_string(),
+            json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Value::Object(am), Value::Object(bm)) = (&mut a, b) {
+        for (k, v) in bm {
+            am.insert(k, v);
+        }
+    }
+    a
+}
+
+fn ok(status: &str, desc: &str, schema: &str) -> Value {
+    json!({status: {"description": desc, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}})
+}
+
+const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("401", "Missing or invalid credentials."),
+    ("429", "Too many requests; retry after Retry-After seconds."),
+    ("500", "Server error."),
+    ("503", "Temporarily unavailable; retry after Retry-After seconds."),
+];
+
+/// The spec as JSON.
+pub fn openapi(server_url: &str) -> Value {
+    let components = serde_json::to_value(Schemas::openapi().components).unwrap_or(Value::Null);
+    let job_id = json!({"name": "jobId", "in": "path", "required": true, "description": "The job's id, from startJob.", "schema": {"type": "string"}});
+    let errors = |extra: &[(&str, &str)]| {
+        let mut all: Vec<(&str, &str)> = COMMON_ERRORS.to_vec();
+        all.extend_from_slice(extra);
+        error_responses(&all)
+    };
+    let paths = json!({
+        "/jobs": {
+            "post": {
+                "operationId": "startJob",
+                "summary": "Start a job",
+                "description": "Start long-running work; returns at once with the job (status QUEUED or RUNNING). Then call getJob with waitSeconds=20 until the status is SUCCEEDED, FAILED, CANCELLED or TIMED_OUT. Use listJobTypes for the types and their input. Send idempotencyKey so a retry does not start a second job.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StartJobRequest"}}}},
+                "responses": merge(merge(ok("202", "The job was started.", "JobView"), ok("200", "A retry with the same idempotencyKey: the job started before.", "JobView")),
+                    errors(&[("400", "Invalid request: unknown type or input that does not fit the type's schema."), ("409", "idempotencyKey already used with a different request."), ("413", "Body over 256 KiB.")])),
+                "x-openai-isConsequential": true
+            },
+            "get": {
+                "operationId": "listJobs",
+                "summary": "List your jobs",
+                "description": "List your jobs, newest first. Filter by status or type; pass nextCursor as cursor for the next page.",
+                "parameters": [
+                    {"name": "status", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/JobStatus"}},
+                    {"name": "type", "in": "query", "required": false, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}}
+                ],
+                "responses": merge(ok("200", "A page of jobs.", "JobList"), errors(&[("400", "Invalid filter, limit or cursor.")])),
+                "x-openai-isConsequential": false
+            }
+        },
+        "/jobs/{jobId}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "Get a job's status and result",
+                "description": "Get a job: status, progress, result, and file links. Pass waitSeconds (up to 25) to wait for the job to end before answering. While status is QUEUED or RUNNING, call getJob again. Show files from openaiFileResponse.",
+                "parameters": [job_id, {"name": "waitSeconds", "in": "query", "required": false, "description": "Hold the request up to this many seconds until the job ends.", "schema": {"type": "integer", "minimum": 0, "maximum": 25, "default": 0}}],
+                "responses": merge(ok("200", "The job.", "JobView"), errors(&[("400", "waitSeconds out of range."), ("404", "No such job (or not yours).")])),
+                "x-openai-isConsequential": false
+            }
+        },
+        "/jobs/{jobId}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job",
+                "description": "Cancel a queued or running job: its workflow stops and the job becomes CANCELLED. Fails with 409 if the job already ended.",
+                "parameters": [job_id],
+                "responses": merge(ok("200", "The cancelled job.", "JobView"), errors(&[("404", "No such job (or not yours)."), ("409", "The job already ended.")])),
+                "x-openai-isConsequential": true
+            }
+        },
+        "/job-types": {
+            "get": {
+                "operationId": "listJobTypes",
+                "summary": "List job types",
+                "description": "List the job types this service runs, each with a description and the JSON Schema of its input. Call it before startJob when unsure what input a type takes.",
+                "responses": merge(
+                    json!({"200": {"description": "The job types.", "content": {"application/json": {"schema": {"type": "object", "required": ["jobTypes"], "properties": {"jobTypes": {"type": "array", "items": {"$ref": "#/components/schemas/JobTypeInfo"}}}}}}}}),
+                    errors(&[])),
+                "x-openai-isConsequential": false
+            }
+        },
+        "/uploads": {
+            "post": {
+                "operationId": "createUpload",
+                "summary": "Get a link to upload a file",
+                "description": "Get a short-lived URL to PUT a file to (for large inputs). Use the returned object as a job input source: {\"object\": \"...\"}.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateUploadRequest"}}}},
+                "responses": merge(ok("200", "Where to upload.", "UploadTicket"), errors(&[("400", "Invalid name or size."), ("413", "The file is over the upload limit.")])),
+                "x-openai-isConsequential": true
+            }
+        }
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "longhaul",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Start long-running jobs and poll for their results. startJob answers at once; getJob with waitSeconds returns the status, progress, result and file links."
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": merge(components, json!({"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}))
+    })
+}
+
+/// The spec as YAML (what `longhaul openapi` prints).
+pub fn openapi_yaml(server_url: &str) -> String {
+    serde_yaml::to_string(&openapi(server_url)).unwrap_or_default()
+}

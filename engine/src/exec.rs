@@ -1,0 +1,606 @@
+//! Running executions: the interpreter loop, input/output processing, Retry/Catch, Map and
+//! Parallel, Wait, timeouts, and checkpoints at every top-level transition.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::choice;
+use crate::model::{Branch, Kind, Retrier, Seconds, State, StateMachine, StrSource, WaitFor};
+use crate::path::{Path, Root};
+use crate::store::Cursor;
+use crate::template::ApplyError;
+use crate::{HistoryEvent, TaskContext, TaskFailure, TaskInvoker};
+
+/// Why a state, branch or execution failed: an error name and a cause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub error: String,
+    pub cause: String,
+}
+
+impl Failure {
+    pub fn new(error: &str, cause: impl Into<String>) -> Failure {
+        Failure {
+            error: error.to_string(),
+            cause: cause.into(),
+        }
+    }
+}
+
+fn runtime(cause: impl Into<String>) -> Failure {
+    Failure::new("States.Runtime", cause)
+}
+
+fn from_apply(e: ApplyError, field: &str) -> Failure {
+    match e {
+        ApplyError::Path(m) => Failure::new("States.ParameterPathFailure", format!("{field}: {m}")),
+        ApplyError::Intrinsic(m) => Failure::new("States.IntrinsicFailure", format!("{field}: {m}")),
+    }
+}
+
+/// Errors a Retry or Catch can never match (AWS: terminal).
+fn uncatchable(error: &str) -> bool {
+    error == "States.Runtime" || error == "States.DataLimitExceeded"
+}
+
+pub(crate) fn error_matches(names: &[String], error: &str) -> bool {
+    if uncatchable(error) {
+        return false;
+    }
+    names.iter().any(|n| {
+        n == error
+            || n == "States.ALL"
+            || (n == "States.TaskFailed" && error != "States.Timeout" && (!error.starts_with("States.") || error == "States.HeartbeatTimeout"))
+    })
+}
+
+enum Step {
+    Next(String, Value),
+    End(Value),
+}
+
+pub(crate) struct Events {
+    pub pending: Vec<HistoryEvent>,
+    pub next_id: u64,
+}
+
+/// One execution being driven.
+pub(crate) struct Run {
+    pub arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub machine: StateMachine,
+    pub input: Value,
+    pub start: DateTime<Utc>,
+    pub invoker: Arc<dyn TaskInvoker>,
+    pub store: Arc<dyn crate::ExecutionStore>,
+    pub events: Mutex<Events>,
+    pub cancel: CancellationToken,
+    /// What an outside stop said (error, cause).
+    pub stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
+}
+
+/// A pinned, boxed future (for the recursion through Map and Parallel).
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Run {
+    pub fn event(&self, event_type: &str, state_name: Option<&str>, details: Value) -> u64 {
+        let Ok(mut ev) = self.events.lock() else { return 0 };
+        let id = ev.next_id;
+        ev.next_id += 1;
+        ev.pending.push(HistoryEvent {
+            id,
+            previous_event_id: id.saturating_sub(1),
+            timestamp: Utc::now(),
+            event_type: event_type.to_string(),
+            state_name: state_name.map(str::to_string),
+            details,
+        });
+        id
+    }
+
+    pub fn take_events(&self) -> Vec<HistoryEvent> {
+        self.events.lock().map(|mut e| std::mem::take(&mut e.pending)).unwrap_or_default()
+    }
+
+    fn context(&self, state: &str, entered: DateTime<Utc>, retry: u32, item: Option<(usize, &Value)>) -> Value {
+        let mut ctx = json!({
+            "Execution": {
+                "Id": self.arn,
+                "Name": self.name,
+                "Input": self.input,
+                "StartTime": self.start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "RoleArn": "arn:aws:iam::000000000000:role/longhaul-local",
+            },
+            "StateMachine": {"Id": self.state_machine_arn, "Name": self.state_machine_name},
+            "State": {
+                "Name": state,
+                "EnteredTime": entered.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "RetryCount": retry,
+            },
+        });
+        if let Some((i, v)) = item
+            && let Value::Object(m) = &mut ctx
+        {
+            m.insert("Map".into(), json!({"Item": {"Index": i, "Value": v}}));
+        }
+        ctx
+    }
+
+    fn checkpoint(&self, cursor: &Cursor) -> Result<(), Failure> {
+        let events = self.take_events();
+        self.store
+            .checkpoint(&self.arn, cursor, &events)
+            .map_err(|e| runtime(format!("checkpoint failed: {e}")))
+    }
+
+    /// Runs a branch from `start` to its end. `top` branches checkpoint every transition.
+    pub fn run_branch<'a>(
+        &'a self,
+        branch: &'a Branch,
+        start: String,
+        input: Value,
+        top: bool,
+        item: Option<(usize, Value)>,
+        resume_wait: Option<DateTime<Utc>>,
+    ) -> BoxFut<'a, Result<Value, Failure>> {
+        Box::pin(async move {
+            let mut name = start;
+            let mut input = input;
+            let mut resume_wait = resume_wait;
+            let mut transitions: u64 = 0;
+            loop {
+                transitions += 1;
+                // Yield now and then so a tight loop of Pass states cannot starve other tasks.
+                if transitions % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                let Some(state) = branch.states.get(&name) else {
+                    return Err(runtime(format!("no state named {name:?}")));
+                };
+                let type_name = kind_name(&state.kind);
+                self.event(&format!("{type_name}StateEntered"), Some(&name), json!({"name": name, "input": input}));
+                let item_ref = item.as_ref().map(|(i, v)| (*i, v));
+                let outcome = self.run_state(state, &input, top, item_ref, resume_wait.take()).await;
+                match outcome {
+                    Ok(Step::Next(next, output)) => {
+                        self.event(&format!("{type_name}StateExited"), Some(&name), json!({"name": name, "output": output}));
+                        name = next;
+                        input = output;
+                        if top {
+                            self.checkpoint(&Cursor { state: name.clone(), input: input.clone(), wait_until: None })?;
+                        }
+                    }
+                    Ok(Step::End(output)) => {
+                        self.event(&format!("{type_name}StateExited"), Some(&name), json!({"name": name, "output": output}));
+                        return Ok(output);
+                    }
+                    Err(f) => {
+                        let catcher = state.catch.iter().find(|c| error_matches(&c.errors, &f.error));
+                        let Some(c) = catcher else {
+                            return Err(f);
+                        };
+                        let err_obj = json!({"Error": f.error, "Cause": f.cause});
+                        let output = match &c.result_path {
+                            None => input,
+                            Some(p) => p.insert(input, err_obj).map_err(|m| Failure::new("States.ResultPathMatchFailure", m))?,
+                        };
+                        self.event(&format!("{type_name}StateExited"), Some(&name), json!({"name": name, "output": output}));
+                        name = c.next.clone();
+                        input = output;
+                        if top {
+                            self.checkpoint(&Cursor { state: name.clone(), input: input.clone(), wait_until: None })?;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    async fn run_state(
+        &self,
+        state: &State,
+        raw: &Value,
+        top: bool,
+        item: Option<(usize, &Value)>,
+        resume_wait: Option<DateTime<Utc>>,
+    ) -> Result<Step, Failure> {
+        let entered = Utc::now();
+        let effective = match &state.input_path {
+            None => Value::Object(Map::new()),
+            Some(p) if p.is_root() => raw.clone(),
+            Some(p) => p
+                .select(raw)
+                .ok_or_else(|| runtime(format!("Invalid path '{p}': the InputPath of state '{}' matched nothing", state.name)))?,
+        };
+        let ctx_for = |retry: u32| self.context(&state.name, entered, retry, item);
+        match &state.kind {
+            Kind::Pass { result } => {
+                let r = match (result, &state.parameters) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(t)) => t.apply(&effective, &ctx_for(0)).map_err(|e| from_apply(e, "Parameters"))?,
+                    (None, None) => effective,
+                };
+                self.finish_state(state, raw, r, None)
+            }
+            Kind::Succeed => Ok(Step::End(self.output_path(state, effective)?)),
+            Kind::Fail { error, cause } => {
+                let get = |s: &Option<StrSource>, what: &str| -> Result<Option<String>, Failure> {
+                    match s {
+                        None => Ok(None),
+                        Some(StrSource::Fixed(x)) => Ok(Some(x.clone())),
+                        Some(StrSource::Path(p)) => match self.select(p, raw, &ctx_for(0)) {
+                            Some(Value::String(x)) => Ok(Some(x)),
+                            Some(other) => Err(runtime(format!("{what} {p} is not a string: {other}"))),
+                            None => Err(runtime(format!("{what} {p} matched nothing"))),
+                        },
+                    }
+                };
+                let error = get(error, "ErrorPath")?.unwrap_or_default();
+                let cause = get(cause, "CausePath")?.unwrap_or_default();
+                Err(Failure { error, cause })
+            }
+            Kind::Choice { choices, default } => {
+                for (rule, next) in choices {
+                    if choice::eval(rule, &effective).map_err(runtime)? {
+                        return Ok(Step::Next(next.clone(), self.output_path(state, effective)?));
+                    }
+                }
+                match default {
+                    Some(d) => Ok(Step::Next(d.clone(), self.output_path(state, effective)?)),
+                    None => Err(Failure::new(
+                        "States.NoChoiceMatched",
+                        format!("no choice rule of state '{}' matched and it has no Default", state.name),
+                    )),
+                }
+            }
+            Kind::Wait(w) => {
+                let until = match resume_wait {
+                    Some(t) => t,
+                    None => match w {
+                        WaitFor::Seconds(s) => entered + chrono::Duration::seconds(*s as i64),
+                        WaitFor::Timestamp(t) => *t,
+                        WaitFor::SecondsPath(p) => match p.select_ref(&effective) {
+                            Some(v) if v.as_u64().is_some() => {
+                                let s = v.as_u64().unwrap_or(0).min(99_999_999);
+                                entered + chrono::Duration::seconds(s as i64)
+                            }
+                            Some(v) => return Err(runtime(format!("SecondsPath {p} must be a non-negative integer, got {v}"))),
+                            None => return Err(runtime(format!("SecondsPath {p} matched nothing"))),
+                        },
+                        WaitFor::TimestampPath(p) => match p.select_ref(&effective).and_then(Value::as_str).and_then(choice::parse_timestamp) {
+                            Some(t) => t.with_timezone(&Utc),
+                            None => return Err(runtime(format!("TimestampPath {p} must point to an RFC 3339 timestamp"))),
+                        },
+                    },
+                };
+                if top {
+                    // Checkpoint the wake-up time: a restart resumes the same Wait, not a new one.
+                    self.checkpoint(&Cursor { state: state.name.clone(), input: raw.clone(), wait_until: Some(until) })?;
+                }
+                let left = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                if !left.is_zero() {
+                    tokio::time::sleep(left).await;
+                }
+                self.next_or_end(state, self.output_path(state, effective)?)
+            }
+            Kind::Task { .. } | Kind::Parallel { .. } | Kind::Map(_) => {
+                let mut attempts: Vec<u32> = vec![0; state.retry.len()];
+                let mut retry_count = 0u32;
+                loop {
+                    let ctx = ctx_for(retry_count);
+                    let result = match &state.kind {
+                        Kind::Task { .. } => self.run_task(state, &effective, &ctx).await,
+                        Kind::Parallel { branches } => self.run_parallel(state, branches, &effective, &ctx).await,
+                        Kind::Map(_) => self.run_map(state, &effective, &ctx).await,
+                        _ => unreachable!("only Task, Parallel and Map retry"),
+                    };
+                    match result {
+                        Ok(r) => {
+                            let r = match &state.result_selector {
+                                Some(t) => t.apply(&r, &ctx).map_err(|e| from_apply(e, "ResultSelector"))?,
+                                None => r,
+                            };
+                            return self.finish_state(state, raw, r, None);
+                        }
+                        Err(f) => {
+                            let Some((i, r)) = state.retry.iter().enumerate().find(|(_, r)| error_matches(&r.errors, &f.error)) else {
+                                return Err(f);
+                            };
+                            if attempts[i] >= r.max_attempts {
+                                return Err(f);
+                            }
+                            let delay = retry_delay(r, attempts[i]);
+                            attempts[i] += 1;
+                            retry_count += 1;
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn select(&self, p: &Path, data: &Value, ctx: &Value) -> Option<Value> {
+        if p.root == Root::Context { p.select(ctx) } else { p.select(data) }
+    }
+
+    fn output_path(&self, state: &State, v: Value) -> Result<Value, Failure> {
+        match &state.output_path {
+            None => Ok(Value::Object(Map::new())),
+            Some(p) if p.is_root() => Ok(v),
+            Some(p) => p
+                .select(&v)
+                .ok_or_else(|| runtime(format!("Invalid path '{p}': the OutputPath of state '{}' matched nothing", state.name))),
+        }
+    }
+
+    fn next_or_end(&self, state: &State, output: Value) -> Result<Step, Failure> {
+        Ok(match &state.next {
+            Some(n) => Step::Next(n.clone(), output),
+            None => Step::End(output),
+        })
+    }
+
+    /// ResultPath then OutputPath, then the transition.
+    fn finish_state(&self, state: &State, raw: &Value, result: Value, _: Option<()>) -> Result<Step, Failure> {
+        let combined = match &state.result_path {
+            None => raw.clone(),
+            Some(p) if p.is_root() => result,
+            Some(p) => p
+                .insert(raw.clone(), result)
+                .map_err(|m| Failure::new("States.ResultPathMatchFailure", m))?,
+        };
+        let out = self.output_path(state, combined)?;
+        self.next_or_end(state, out)
+    }
+
+    async fn run_task(&self, state: &State, effective: &Value, ctx: &Value) -> Result<Value, Failure> {
+        let Kind::Task { resource, lambda_invoke, timeout, .. } = &state.kind else {
+            return Err(runtime("not a task"));
+        };
+        let task_input = match &state.parameters {
+            Some(t) => t.apply(effective, ctx).map_err(|e| from_apply(e, "Parameters"))?,
+            None => effective.clone(),
+        };
+        let (target, payload) = if *lambda_invoke {
+            let f = task_input.get("FunctionName").and_then(Value::as_str).ok_or_else(|| {
+                Failure::new("States.Runtime", "lambda:invoke needs Parameters.FunctionName (a string)")
+            })?;
+            (f.to_string(), task_input.get("Payload").cloned().unwrap_or(Value::Null))
+        } else {
+            (resource.clone(), task_input.clone())
+        };
+        let timeout = match timeout {
+            Seconds::None => None,
+            Seconds::Fixed(n) => Some(Duration::from_secs(*n)),
+            Seconds::Path(p) => match p.select_ref(effective).and_then(Value::as_u64) {
+                Some(n) if n > 0 => Some(Duration::from_secs(n)),
+                _ => return Err(runtime(format!("TimeoutSecondsPath {p} must be a positive integer"))),
+            },
+        };
+        self.event("TaskScheduled", Some(&state.name), json!({"resource": resource, "parameters": task_input}));
+        self.event("TaskStarted", Some(&state.name), json!({"resource": resource}));
+        let retry_count = ctx["State"]["RetryCount"].as_u64().unwrap_or(0) as u32;
+        let call = self.invoker.invoke(
+            &target,
+            payload,
+            TaskContext {
+                execution_arn: self.arn.clone(),
+                execution_name: self.name.clone(),
+                state_name: state.name.clone(),
+                retry_count,
+            },
+        );
+        let outcome = match timeout {
+            Some(t) => match tokio::time::timeout(t, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let cause = format!("the task did not finish within {} s", t.as_secs());
+                    self.event("TaskTimedOut", Some(&state.name), json!({"error": "States.Timeout", "cause": cause}));
+                    return Err(Failure::new("States.Timeout", cause));
+                }
+            },
+            None => call.await,
+        };
+        match outcome {
+            Ok(out) => {
+                self.event("TaskSucceeded", Some(&state.name), json!({"resource": resource, "output": out}));
+                Ok(if *lambda_invoke {
+                    json!({
+                        "ExecutedVersion": "$LATEST",
+                        "Payload": out,
+                        "SdkHttpMetadata": {"HttpStatusCode": 200},
+                        "SdkResponseMetadata": {"RequestId": uuid::Uuid::new_v4().to_string()},
+                        "StatusCode": 200
+                    })
+                } else {
+                    out
+                })
+            }
+            Err(TaskFailure { error, cause }) => {
+                self.event("TaskFailed", Some(&state.name), json!({"resource": resource, "error": error, "cause": cause}));
+                Err(Failure { error, cause })
+            }
+        }
+    }
+
+    async fn run_parallel(&self, state: &State, branches: &[Branch], effective: &Value, ctx: &Value) -> Result<Value, Failure> {
+        let input = match &state.parameters {
+            Some(t) => t.apply(effective, ctx).map_err(|e| from_apply(e, "Parameters"))?,
+            None => effective.clone(),
+        };
+        self.event("ParallelStateStarted", Some(&state.name), json!({}));
+        let runs = branches
+            .iter()
+            .map(|b| self.run_branch(b, b.start_at.clone(), input.clone(), false, None, None));
+        // try_join_all: the first failure drops (cancels) the other branches.
+        let results = futures::future::try_join_all(runs).await;
+        match results {
+            Ok(outs) => {
+                self.event("ParallelStateSucceeded", Some(&state.name), json!({}));
+                Ok(Value::Array(outs))
+            }
+            Err(f) => {
+                self.event("ParallelStateFailed", Some(&state.name), json!({"error": f.error, "cause": f.cause}));
+                Err(f)
+            }
+        }
+    }
+
+    async fn run_map(&self, state: &State, effective: &Value, ctx: &Value) -> Result<Value, Failure> {
+        let Kind::Map(spec) = &state.kind else {
+            return Err(runtime("not a map"));
+        };
+        let items = match &spec.items_path {
+            None => Value::Object(Map::new()),
+            Some(p) => p
+                .select(effective)
+                .ok_or_else(|| runtime(format!("ItemsPath {p} matched nothing")))?,
+        };
+        let Value::Array(items) = items else {
+            return Err(runtime(format!("the ItemsPath of Map state '{}' must select an array", state.name)));
+        };
+        let concurrency = match &spec.max_concurrency {
+            Seconds::None => usize::MAX,
+            Seconds::Fixed(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            Seconds::Path(p) => match p.select_ref(effective).and_then(Value::as_u64) {
+                Some(0) => usize::MAX,
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => return Err(runtime(format!("MaxConcurrencyPath {p} must be a non-negative integer"))),
+            },
+        }
+        .max(1);
+        let mut inputs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_ctx = {
+                let mut c = ctx.clone();
+                if let Value::Object(m) = &mut c {
+                    m.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
+                }
+                c
+            };
+            inputs.push(match &spec.item_selector {
+                Some(t) => t.apply(effective, &item_ctx).map_err(|e| from_apply(e, "ItemSelector"))?,
+                None => item.clone(),
+            });
+        }
+        if let Some(b) = &spec.batcher {
+            let batch_input = match &b.batch_input {
+                Some(t) => Some(t.apply(effective, ctx).map_err(|e| from_apply(e, "ItemBatcher.BatchInput"))?),
+                None => None,
+            };
+            let mut batches = Vec::new();
+            let mut cur: Vec<Value> = Vec::new();
+            let mut cur_bytes = 0u64;
+            for v in inputs {
+                let size = v.to_string().len() as u64;
+                let full_items = b.max_items.is_some_and(|m| cur.len() as u64 >= m);
+                let full_bytes = b.max_bytes.is_some_and(|m| !cur.is_empty() && cur_bytes + size > m);
+                if full_items || full_bytes {
+                    batches.push(std::mem::take(&mut cur));
+                    cur_bytes = 0;
+                }
+                cur_bytes += size;
+                cur.push(v);
+            }
+            if !cur.is_empty() {
+                batches.push(cur);
+            }
+            inputs = batches
+                .into_iter()
+                .map(|items| {
+                    let mut m = Map::new();
+                    if let Some(bi) = &batch_input {
+                        m.insert("BatchInput".into(), bi.clone());
+                    }
+                    m.insert("Items".into(), Value::Array(items));
+                    Value::Object(m)
+                })
+                .collect();
+        }
+        let total = inputs.len();
+        self.event("MapStateStarted", Some(&state.name), json!({"length": total}));
+        let tolerant = spec.tolerated_count.is_some() || spec.tolerated_percent.is_some();
+        let processor = &spec.processor;
+        let mut stream = futures::stream::iter(inputs.into_iter().enumerate().map(|(i, input)| {
+            let item_value = items.get(i).cloned().unwrap_or(Value::Null);
+            async move {
+                self.event("MapIterationStarted", Some(&state.name), json!({"index": i, "name": state.name}));
+                let r = self
+                    .run_branch(processor, processor.start_at.clone(), input, false, Some((i, item_value)), None)
+                    .await;
+                match &r {
+                    Ok(_) => self.event("MapIterationSucceeded", Some(&state.name), json!({"index": i, "name": state.name})),
+                    Err(_) => self.event("MapIterationFailed", Some(&state.name), json!({"index": i, "name": state.name})),
+                };
+                (i, r)
+            }
+        }))
+        .buffer_unordered(concurrency.min(total.max(1)));
+        let mut results: Vec<Value> = vec![Value::Null; total];
+        let mut failed = 0usize;
+        while let Some((i, r)) = stream.next().await {
+            match r {
+                Ok(v) => results[i] = v,
+                Err(f) => {
+                    if !tolerant {
+                        self.event("MapStateFailed", Some(&state.name), json!({"error": f.error, "cause": f.cause}));
+                        return Err(f);
+                    }
+                    failed += 1;
+                    results[i] = json!({"Error": f.error, "Cause": f.cause});
+                }
+            }
+        }
+        if tolerant && failed > 0 {
+            let over_count = spec.tolerated_count.is_none_or(|c| failed as u64 > c);
+            let over_pct = spec
+                .tolerated_percent
+                .is_none_or(|p| (failed as f64) * 100.0 / (total.max(1) as f64) > p);
+            // Exceeded when every configured tolerance is exceeded.
+            if over_count && over_pct {
+                let cause = format!("{failed} of {total} iterations failed, more than the tolerated failures");
+                self.event("MapStateFailed", Some(&state.name), json!({"error": "States.ExceedToleratedFailureThreshold", "cause": cause}));
+                return Err(Failure::new("States.ExceedToleratedFailureThreshold", cause));
+            }
+        }
+        self.event("MapStateSucceeded", Some(&state.name), json!({"length": total}));
+        Ok(Value::Array(results))
+    }
+}
+
+fn retry_delay(r: &Retrier, attempt: u32) -> Duration {
+    let mut secs = r.interval * r.backoff.powi(attempt.min(1000) as i32);
+    if let Some(max) = r.max_delay {
+        secs = secs.min(max);
+    }
+    secs = secs.clamp(0.0, 99_999_999.0);
+    if r.jitter_full {
+        use rand::Rng;
+        secs *= rand::rng().random_range(0.0..=1.0);
+    }
+    Duration::from_secs_f64(secs)
+}
+
+pub(crate) fn kind_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::Pass { .. } => "Pass",
+        Kind::Task { .. } => "Task",
+        Kind::Choice { .. } => "Choice",
+        Kind::Wait(_) => "Wait",
+        Kind::Succeed => "Succeed",
+        Kind::Fail { .. } => "Fail",
+        Kind::Parallel { .. } => "Parallel",
+        Kind::Map(_) => "Map",
+    }
+}

@@ -1,0 +1,326 @@
+//! Where executions are checkpointed: after every top-level transition the engine writes the
+//! state it is about to run and that state's input (and, for a Wait, when it wakes), with the
+//! history events since the last checkpoint. After a crash, RUNNING executions resume from
+//! there. Two stores: in memory, and SQLite (WAL).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{EngineError, ExecutionStatus, HistoryEvent};
+
+/// Where a RUNNING execution is: the next top-level state to run and its input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cursor {
+    pub state: String,
+    pub input: Value,
+    /// Set while a Wait state sleeps: when it wakes (so a restart does not wait again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until: Option<DateTime<Utc>>,
+}
+
+/// An execution as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    /// The definition it runs (after substitutions), so a resumed execution survives a
+    /// change of the state machine.
+    pub definition: String,
+    pub status: ExecutionStatus,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub start_date: DateTime<Utc>,
+    pub stop_date: Option<DateTime<Utc>>,
+    pub cursor: Option<Cursor>,
+}
+
+/// Checkpoint storage. Calls are short and synchronous (a lock and, for SQLite, one
+/// transaction); the engine calls them from its tasks.
+pub trait ExecutionStore: Send + Sync + 'static {
+    /// Inserts a new execution; `Ok(false)` when one with this ARN exists.
+    fn insert(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<bool, EngineError>;
+    /// Records progress of a RUNNING execution.
+    fn checkpoint(&self, arn: &str, cursor: &Cursor, events: &[HistoryEvent]) -> Result<(), EngineError>;
+    /// Records the end of an execution (status, output/error, stop date). Ignored if it has
+    /// already ended.
+    fn finish(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<(), EngineError>;
+    fn get(&self, arn: &str) -> Result<Option<ExecutionRecord>, EngineError>;
+    fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, EngineError>;
+    /// Every RUNNING execution.
+    fn running(&self) -> Result<Vec<ExecutionRecord>, EngineError>;
+}
+
+/// Executions in memory (lost when the process ends).
+#[derive(Default)]
+pub struct MemoryExecutionStore {
+    inner: Mutex<HashMap<String, (ExecutionRecord, Vec<HistoryEvent>)>>,
+}
+
+impl MemoryExecutionStore {
+    pub fn new() -> MemoryExecutionStore {
+        MemoryExecutionStore::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, (ExecutionRecord, Vec<HistoryEvent>)>>, EngineError> {
+        self.inner.lock().map_err(|_| EngineError::Store("lock poisoned".into()))
+    }
+}
+
+impl ExecutionStore for MemoryExecutionStore {
+    fn insert(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<bool, EngineError> {
+        let mut g = self.lock()?;
+        if g.contains_key(&rec.execution_arn) {
+            return Ok(false);
+        }
+        g.insert(rec.execution_arn.clone(), (rec.clone(), events.to_vec()));
+        Ok(true)
+    }
+
+    fn checkpoint(&self, arn: &str, cursor: &Cursor, events: &[HistoryEvent]) -> Result<(), EngineError> {
+        let mut g = self.lock()?;
+        if let Some((rec, hist)) = g.get_mut(arn)
+            && rec.status == ExecutionStatus::Running
+        {
+            rec.cursor = Some(cursor.clone());
+            hist.extend_from_slice(events);
+        }
+        Ok(())
+    }
+
+    fn finish(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<(), EngineError> {
+        let mut g = self.lock()?;
+        if let Some((stored, hist)) = g.get_mut(&rec.execution_arn)
+            && stored.status == ExecutionStatus::Running
+        {
+            *stored = rec.clone();
+            stored.cursor = None;
+            hist.extend_from_slice(events);
+        }
+        Ok(())
+    }
+
+    fn get(&self, arn: &str) -> Result<Option<ExecutionRecord>, EngineError> {
+        Ok(self.lock()?.get(arn).map(|(r, _)| r.clone()))
+    }
+
+    fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
+        Ok(self.lock()?.get(arn).map(|(_, h)| h.clone()).unwrap_or_default())
+    }
+
+    fn running(&self) -> Result<Vec<ExecutionRecord>, EngineError> {
+        Ok(self
+            .lock()?
+            .values()
+            .filter(|(r, _)| r.status == ExecutionStatus::Running)
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+}
+
+/// Executions in a SQLite file (WAL; `synchronous=NORMAL`: a committed checkpoint survives
+/// a process crash, and at worst the last transitions before a power loss are redone —
+/// tasks are at least once anyway).
+pub struct SqliteExecutionStore {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Store(e.to_string())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS definitions (hash TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS executions (
+    arn TEXT PRIMARY KEY,
+    state_machine_arn TEXT NOT NULL,
+    name TEXT NOT NULL,
+    definition_hash TEXT NOT NULL REFERENCES definitions(hash),
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    cause TEXT,
+    start_date TEXT NOT NULL,
+    stop_date TEXT,
+    cursor TEXT
+);
+CREATE INDEX IF NOT EXISTS executions_running ON executions(status) WHERE status = 'RUNNING';
+CREATE TABLE IF NOT EXISTS history (
+    arn TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (arn, id)
+) WITHOUT ROWID;
+";
+
+impl SqliteExecutionStore {
+    pub fn open(path: &Path) -> Result<SqliteExecutionStore, EngineError> {
+        let conn = rusqlite::Connection::open(path).map_err(|e| EngineError::Store(format!("opening {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(store_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(store_err)?;
+        conn.execute_batch(SCHEMA).map_err(store_err)?;
+        Ok(SqliteExecutionStore { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, EngineError> {
+        self.conn.lock().map_err(|_| EngineError::Store("lock poisoned".into()))
+    }
+}
+
+fn append_events(tx: &rusqlite::Transaction<'_>, arn: &str, events: &[HistoryEvent]) -> Result<(), EngineError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx
+        .prepare_cached("INSERT OR IGNORE INTO history (arn, id, event) VALUES (?1, ?2, ?3)")
+        .map_err(store_err)?;
+    for e in events {
+        let text = serde_json::to_string(e).map_err(store_err)?;
+        st.execute(params![arn, e.id as i64, text]).map_err(store_err)?;
+    }
+    Ok(())
+}
+
+fn opt_json(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ExecutionRecord, String)> {
+    let parse_json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+    let date = |s: Option<String>| s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&Utc));
+    let status: String = row.get(4)?;
+    let cursor: Option<String> = row.get(11)?;
+    Ok((
+        ExecutionRecord {
+            execution_arn: row.get(0)?,
+            state_machine_arn: row.get(1)?,
+            name: row.get(2)?,
+            definition: row.get(3)?,
+            status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
+            input: parse_json(row.get(5)?).unwrap_or(Value::Null),
+            output: parse_json(row.get(6)?),
+            error: row.get(7)?,
+            cause: row.get(8)?,
+            start_date: date(row.get(9)?).unwrap_or_else(Utc::now),
+            stop_date: date(row.get(10)?),
+            cursor: cursor.and_then(|c| serde_json::from_str(&c).ok()),
+        },
+        status,
+    ))
+}
+
+const SELECT: &str = "SELECT e.arn, e.state_machine_arn, e.name, d.text, e.status, e.input, e.output, e.error, e.cause, e.start_date, e.stop_date, e.cursor FROM executions e JOIN definitions d ON d.hash = e.definition_hash";
+
+impl ExecutionStore for SqliteExecutionStore {
+    fn insert(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<bool, EngineError> {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(rec.definition.as_bytes()));
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(store_err)?;
+        tx.execute("INSERT OR IGNORE INTO definitions (hash, text) VALUES (?1, ?2)", params![hash, rec.definition])
+            .map_err(store_err)?;
+        let n = tx
+            .execute(
+                "INSERT OR IGNORE INTO executions (arn, state_machine_arn, name, definition_hash, status, input, output, error, cause, start_date, stop_date, cursor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    rec.execution_arn,
+                    rec.state_machine_arn,
+                    rec.name,
+                    hash,
+                    rec.status.as_str(),
+                    rec.input.to_string(),
+                    opt_json(&rec.output),
+                    rec.error,
+                    rec.cause,
+                    rec.start_date.to_rfc3339(),
+                    rec.stop_date.map(|d| d.to_rfc3339()),
+                    rec.cursor.as_ref().map(|c| serde_json::to_string(c).unwrap_or_default()),
+                ],
+            )
+            .map_err(store_err)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        append_events(&tx, &rec.execution_arn, events)?;
+        tx.commit().map_err(store_err)?;
+        Ok(true)
+    }
+
+    fn checkpoint(&self, arn: &str, cursor: &Cursor, events: &[HistoryEvent]) -> Result<(), EngineError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(store_err)?;
+        let text = serde_json::to_string(cursor).map_err(store_err)?;
+        tx.execute("UPDATE executions SET cursor = ?2 WHERE arn = ?1 AND status = 'RUNNING'", params![arn, text])
+            .map_err(store_err)?;
+        append_events(&tx, arn, events)?;
+        tx.commit().map_err(store_err)
+    }
+
+    fn finish(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<(), EngineError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(store_err)?;
+        let n = tx
+            .execute(
+                "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6, cursor = NULL
+                 WHERE arn = ?1 AND status = 'RUNNING'",
+                params![
+                    rec.execution_arn,
+                    rec.status.as_str(),
+                    opt_json(&rec.output),
+                    rec.error,
+                    rec.cause,
+                    rec.stop_date.map(|d| d.to_rfc3339()),
+                ],
+            )
+            .map_err(store_err)?;
+        if n > 0 {
+            append_events(&tx, &rec.execution_arn, events)?;
+        }
+        tx.commit().map_err(store_err)
+    }
+
+    fn get(&self, arn: &str) -> Result<Option<ExecutionRecord>, EngineError> {
+        let conn = self.lock()?;
+        conn.query_row(&format!("{SELECT} WHERE e.arn = ?1"), params![arn], row_to_record)
+            .optional()
+            .map(|o| o.map(|(r, _)| r))
+            .map_err(store_err)
+    }
+
+    fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare("SELECT event FROM history WHERE arn = ?1 ORDER BY id").map_err(store_err)?;
+        let rows = st
+            .query_map(params![arn], |r| r.get::<_, String>(0))
+            .map_err(store_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let text = r.map_err(store_err)?;
+            out.push(serde_json::from_str(&text).map_err(store_err)?);
+        }
+        Ok(out)
+    }
+
+    fn running(&self) -> Result<Vec<ExecutionRecord>, EngineError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(&format!("{SELECT} WHERE e.status = 'RUNNING'")).map_err(store_err)?;
+        let rows = st.query_map([], row_to_record).map_err(store_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r.map_err(store_err)?.0);
+        }
+        Ok(out)
+    }
+}

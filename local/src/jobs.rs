@@ -1,0 +1,332 @@
+//! Jobs in SQLite. One connection behind a lock (writes are short transactions); WAL so
+//! readers of other processes never block; `synchronous=NORMAL`, which in WAL mode keeps
+//! every committed transaction across a process crash (a power loss may drop the last few,
+//! and the workflow's at-least-once tasks redo them).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use longhaul_jobs::memory::apply_transition;
+use longhaul_jobs::watch::Watchers;
+use longhaul_jobs::{
+    CreateOutcome, ExecutionRef, Job, JobPage, JobStatus, JobStore, JobWatch, ListQuery, Progress,
+    StoreError, TransitionOutcome, TransitionPatch,
+};
+use rusqlite::{OptionalExtension, params};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX jobs_by_owner ON jobs(owner, job_id DESC);
+    CREATE INDEX jobs_active ON jobs(owner, status) WHERE status IN ('QUEUED', 'RUNNING');
+    CREATE TABLE idempotency (
+        owner TEXT NOT NULL,
+        key TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        PRIMARY KEY (owner, key)
+    ) WITHOUT ROWID;
+"];
+
+pub struct SqliteJobStore {
+    conn: Mutex<rusqlite::Connection>,
+    watchers: Watchers,
+}
+
+/// Disk full, read-only, locked, I/O trouble: the caller should try again later (503).
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && matches!(
+            f.code,
+            DiskFull | ReadOnly | DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | PermissionDenied
+        )
+    {
+        return StoreError::Unavailable(e.to_string());
+    }
+    StoreError::Other(e.to_string())
+}
+
+fn to_json(job: &Job) -> Result<String, StoreError> {
+    serde_json::to_string(job).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+fn from_json(text: &str) -> Result<Job, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Other(format!("corrupt job record: {e}")))
+}
+
+impl SqliteJobStore {
+    /// Opens (creating) the database and applies pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteJobStore, StoreError> {
+        let conn = rusqlite::Connection::open(path).map_err(map_err)?;
+        SqliteJobStore::from_connection(conn)
+    }
+
+    fn from_connection(mut conn: rusqlite::Connection) -> Result<SqliteJobStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_err)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(map_err)?;
+        let done = usize::try_from(version).unwrap_or(0);
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Other(format!(
+                "the database is at schema version {done}, newer than this longhaul knows ({}); upgrade longhaul",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(done) {
+            let tx = conn.transaction().map_err(map_err)?;
+            tx.execute_batch(m).map_err(map_err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(map_err)?;
+            tx.commit().map_err(map_err)?;
+        }
+        Ok(SqliteJobStore {
+            conn: Mutex::new(conn),
+            watchers: Watchers::new(),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Other("job store lock poisoned".into()))
+    }
+
+    fn read(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<Job>, StoreError> {
+        let text: Option<String> = conn
+            .query_row("SELECT record FROM jobs WHERE job_id = ?1", params![job_id], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        text.map(|t| from_json(&t)).transpose()
+    }
+
+    fn write(conn: &rusqlite::Connection, job: &Job) -> Result<(), StoreError> {
+        conn.execute(
+            "UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1",
+            params![job.job_id, job.status.as_str(), to_json(job)?],
+        )
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Jobs accepted but whose execution never began (the process stopped between the two).
+    pub async fn list_queued_without_execution(&self) -> Result<Vec<Job>, StoreError> {
+        Ok(self.list_by_status(JobStatus::Queued)?.into_iter().filter(|j| j.execution.arn.is_none()).collect())
+    }
+
+    /// Every RUNNING job.
+    pub async fn list_running(&self) -> Result<Vec<Job>, StoreError> {
+        self.list_by_status(JobStatus::Running)
+    }
+
+    fn list_by_status(&self, status: JobStatus) -> Result<Vec<Job>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare("SELECT record FROM jobs WHERE status = ?1").map_err(map_err)?;
+        let rows = st.query_map(params![status.as_str()], |r| r.get::<_, String>(0)).map_err(map_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_json(&r.map_err(map_err)?)?);
+        }
+        Ok(out)
+    }
+
+    /// Jobs with a change subscription now (for tests: long polls leave nothing behind).
+    pub fn watched_jobs(&self) -> usize {
+        self.watchers.len()
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteJobStore {
+    async fn create(&self, job: &Job) -> Result<CreateOutcome, StoreError> {
+        {
+            let mut conn = self.lock()?;
+            let tx = conn.transaction().map_err(map_err)?;
+            if let Some(key) = &job.idempotency_key {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT job_id FROM idempotency WHERE owner = ?1 AND key = ?2",
+                        params![job.owner, key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(id) = existing {
+                    if let Some(j) = Self::read(&tx, &id)? {
+                        return Ok(CreateOutcome::IdempotencyKeyExists(Box::new(j)));
+                    }
+                    return Err(StoreError::Other(format!("idempotency record points to a missing job {id}")));
+                }
+                tx.execute(
+                    "INSERT INTO idempotency (owner, key, job_id) VALUES (?1, ?2, ?3)",
+                    params![job.owner, key, job.job_id],
+                )
+                .map_err(map_err)?;
+            }
+            tx.execute(
+                "INSERT INTO jobs (job_id, owner, type, status, created_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    job.job_id,
+                    job.owner,
+                    job.job_type,
+                    job.status.as_str(),
+                    job.created_at.to_rfc3339(),
+                    to_json(job)?
+                ],
+            )
+            .map_err(map_err)?;
+            tx.commit().map_err(map_err)?;
+        }
+        self.watchers.notify(&job.job_id);
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
+        let conn = self.lock()?;
+        Self::read(&conn, job_id)
+    }
+
+    async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError> {
+        let conn = self.lock()?;
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT job_id FROM idempotency WHERE owner = ?1 AND key = ?2",
+                params![owner, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        match id {
+            Some(id) => Self::read(&conn, &id),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, owner: &str, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let limit = query.limit.clamp(1, 1000);
+        let conn = self.lock()?;
+        let mut sql = String::from("SELECT record FROM jobs WHERE owner = ?1");
+        let mut args: Vec<String> = vec![owner.to_string()];
+        if let Some(s) = query.status {
+            args.push(s.as_str().to_string());
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        }
+        if let Some(t) = &query.job_type {
+            args.push(t.clone());
+            sql.push_str(&format!(" AND type = ?{}", args.len()));
+        }
+        if let Some(after) = &query.after_job_id {
+            args.push(after.clone());
+            sql.push_str(&format!(" AND job_id < ?{}", args.len()));
+        }
+        sql.push_str(&format!(" ORDER BY job_id DESC LIMIT {}", limit + 1));
+        let mut st = conn.prepare(&sql).map_err(map_err)?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        let mut jobs = Vec::new();
+        for r in rows {
+            jobs.push(from_json(&r.map_err(map_err)?)?);
+        }
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_after_job_id = if more { jobs.last().map(|j| j.job_id.clone()) } else { None };
+        Ok(JobPage { jobs, next_after_job_id })
+    }
+
+    async fn count_active(&self, owner: &str) -> Result<usize, StoreError> {
+        let conn = self.lock()?;
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND status IN ('QUEUED', 'RUNNING')",
+                params![owner],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    async fn transition(
+        &self,
+        job_id: &str,
+        to: JobStatus,
+        patch: TransitionPatch,
+        now: DateTime<Utc>,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let outcome = {
+            let mut conn = self.lock()?;
+            let tx = conn.transaction().map_err(map_err)?;
+            let Some(mut job) = Self::read(&tx, job_id)? else {
+                return Ok(TransitionOutcome::NotFound);
+            };
+            if !apply_transition(&mut job, to, patch, now) {
+                return Ok(TransitionOutcome::Rejected(Box::new(job)));
+            }
+            // The condition is checked again by the UPDATE itself, so the write is
+            // conditional even if another connection (another process) raced us.
+            let preds: Vec<&str> = to.legal_predecessors().iter().map(|s| s.as_str()).collect();
+            let placeholders = (0..preds.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
+            let sql = format!("UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1 AND status IN ({placeholders})");
+            let mut args: Vec<String> = vec![job_id.to_string(), to.as_str().to_string(), to_json(&job)?];
+            args.extend(preds.iter().map(|s| s.to_string()));
+            let n = tx.execute(&sql, rusqlite::params_from_iter(args.iter())).map_err(map_err)?;
+            if n == 0 {
+                let current = Self::read(&tx, job_id)?;
+                return Ok(match current {
+                    Some(j) => TransitionOutcome::Rejected(Box::new(j)),
+                    None => TransitionOutcome::NotFound,
+                });
+            }
+            tx.commit().map_err(map_err)?;
+            TransitionOutcome::Applied(Box::new(job))
+        };
+        self.watchers.notify(job_id);
+        Ok(outcome)
+    }
+
+    async fn set_progress(&self, job_id: &str, progress: &Progress, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        {
+            let mut conn = self.lock()?;
+            let tx = conn.transaction().map_err(map_err)?;
+            match Self::read(&tx, job_id)? {
+                Some(mut job) if !job.status.is_terminal() => {
+                    job.progress = progress.clone();
+                    job.updated_at = now;
+                    Self::write(&tx, &job)?;
+                }
+                _ => return Ok(false),
+            }
+            tx.commit().map_err(map_err)?;
+        }
+        self.watchers.notify(job_id);
+        Ok(true)
+    }
+
+    async fn set_execution(&self, job_id: &str, execution: &ExecutionRef, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        {
+            let mut conn = self.lock()?;
+            let tx = conn.transaction().map_err(map_err)?;
+            match Self::read(&tx, job_id)? {
+                Some(mut job) if !job.status.is_terminal() => {
+                    job.execution = execution.clone();
+                    job.updated_at = now;
+                    Self::write(&tx, &job)?;
+                }
+                _ => return Ok(false),
+            }
+            tx.commit().map_err(map_err)?;
+        }
+        self.watchers.notify(job_id);
+        Ok(true)
+    }
+
+    fn watch(&self, job_id: &str) -> JobWatch {
+        self.watchers.subscribe(job_id)
+    }
+}
