@@ -12,13 +12,23 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Server URL.
-    #[arg(long, env = "LONGHAUL_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "LONGHAUL_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// Bearer token. Without it, the first token of DATA_DIR/tokens is used if present.
     #[arg(long, env = "LONGHAUL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// Data directory whose tokens file is used when no token is given.
-    #[arg(long = "client-data-dir", default_value = "longhaul-data", global = true, hide = true)]
+    #[arg(
+        long = "client-data-dir",
+        default_value = "longhaul-data",
+        global = true,
+        hide = true
+    )]
     pub data_dir: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json, global = true)]
@@ -76,7 +86,9 @@ impl Client {
         });
         if status >= 400 {
             let code = value["error"]["code"].as_str().unwrap_or("error");
-            let message = value["error"]["message"].as_str().unwrap_or("request failed");
+            let message = value["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed");
             bail!("{code} (HTTP {status}): {message}");
         }
         Ok((status, value))
@@ -133,7 +145,9 @@ impl Client {
 
     pub async fn cancel(&self, job_id: &str) -> Result<Value> {
         check_job_id(job_id)?;
-        let req = self.http.post(format!("{}/jobs/{job_id}/cancel", self.base));
+        let req = self
+            .http
+            .post(format!("{}/jobs/{job_id}/cancel", self.base));
         Ok(self.send(req).await?.1)
     }
 
@@ -156,7 +170,9 @@ impl Client {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| anyhow!("{} has no usable file name", path.display()))?;
-        let mime = mime_type.map(str::to_string).unwrap_or_else(|| guess_mime(name));
+        let mime = mime_type
+            .map(str::to_string)
+            .unwrap_or_else(|| guess_mime(name));
         let body = json!({"name": name, "sizeBytes": meta.len(), "mimeType": mime});
         let (_, ticket) = self
             .send(self.http.post(format!("{}/uploads", self.base)).json(&body))
@@ -188,7 +204,9 @@ impl Client {
                 .unwrap_or(text);
             bail!("upload failed (HTTP {status}): {message}");
         }
-        Ok(json!({"object": ticket["object"], "sizeBytes": meta.len(), "mimeType": body["mimeType"]}))
+        Ok(
+            json!({"object": ticket["object"], "sizeBytes": meta.len(), "mimeType": body["mimeType"]}),
+        )
     }
 
     /// Long-polls until the job is terminal, drawing a progress bar on stderr.

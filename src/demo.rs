@@ -41,7 +41,10 @@ pub async fn run(args: DemoArgs) -> Result<i32> {
             })
             .context("reading the token from the data dir")?,
     };
-    println!("longhaul demo: a server is running in this process at {}", server.base_url);
+    println!(
+        "longhaul demo: a server is running in this process at {}",
+        server.base_url
+    );
     let client = Client::new(&ClientArgs {
         url: server.base_url.clone(),
         token: Some(token.clone()),
@@ -56,9 +59,15 @@ pub async fn run(args: DemoArgs) -> Result<i32> {
     );
     let job = client.start("demo", input.clone(), None).await?;
     let job_id = job["jobId"].as_str().unwrap_or_default().to_string();
-    println!("Job {job_id} is {}. Waiting for it (GET /jobs/{job_id}?waitSeconds=…):", job["status"].as_str().unwrap_or("?"));
+    println!(
+        "Job {job_id} is {}. Waiting for it (GET /jobs/{job_id}?waitSeconds=…):",
+        job["status"].as_str().unwrap_or("?")
+    );
     let done = client
-        .wait(&job_id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .wait(
+            &job_id,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
         .await?;
     println!("\nFinal job:");
     println!("{}", serde_json::to_string_pretty(&done)?);

@@ -113,7 +113,10 @@ enum SfnCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -142,10 +145,14 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let c = Client::new(&client)?;
             let input = client::parse_input(&input)?;
-            let job = c.start(&job_type, input, idempotency_key.as_deref()).await?;
+            let job = c
+                .start(&job_type, input, idempotency_key.as_deref())
+                .await?;
             if wait {
                 let id = job["jobId"].as_str().unwrap_or_default().to_string();
-                let job = c.wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?;
+                let job = c
+                    .wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .await?;
                 client::print_job(c.format, &job);
                 return Ok(client::exit_code_for(&job));
             }
@@ -159,7 +166,11 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let c = Client::new(&client)?;
             let job = if wait {
-                c.wait(&job_id, std::io::IsTerminal::is_terminal(&std::io::stderr())).await?
+                c.wait(
+                    &job_id,
+                    std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                )
+                .await?
             } else {
                 c.get(&job_id, 0).await?
             };
@@ -175,7 +186,12 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let c = Client::new(&client)?;
             let list = c
-                .list(status.as_deref(), job_type.as_deref(), limit, cursor.as_deref())
+                .list(
+                    status.as_deref(),
+                    job_type.as_deref(),
+                    limit,
+                    cursor.as_deref(),
+                )
                 .await?;
             client::print_list(c.format, &list);
             Ok(0)

@@ -98,11 +98,9 @@ pub fn init_logging(format: LogFormat) {
 
 /// A server running in this process.
 pub struct RunningServer {
-    pub addr: SocketAddr,
     pub base_url: String,
     /// The token created for a new tokens file (printed once), if one was created.
     pub new_token: Option<String>,
-    pub tokens_file: Option<PathBuf>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -136,7 +134,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         .trim_end_matches('/')
         .to_string();
 
-    let (auth, new_token, tokens_file) = build_auth(args, &addr).await?;
+    let (auth, new_token) = build_auth(args, &addr).await?;
 
     let definition_text = match &args.definition {
         Some(path) => std::fs::read_to_string(path)
@@ -228,7 +226,10 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         let server = tokio::spawn(async move { server.await });
         // Long polls may hold a request for up to 25 s; give requests a moment, not that.
         let _ = stopped_rx.await;
-        if tokio::time::timeout(Duration::from_secs(3), server).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), server)
+            .await
+            .is_err()
+        {
             tracing::info!("closing requests still open");
         }
         engine.shutdown().await;
@@ -237,10 +238,8 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
     });
 
     Ok(RunningServer {
-        addr,
         base_url,
         new_token,
-        tokens_file,
         shutdown: shutdown_tx,
         task,
     })
@@ -249,18 +248,18 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
 async fn build_auth(
     args: &ServeArgs,
     addr: &SocketAddr,
-) -> Result<(Arc<dyn Authenticator>, Option<String>, Option<PathBuf>)> {
+) -> Result<(Arc<dyn Authenticator>, Option<String>)> {
     match args.auth.as_deref() {
         None => {
             let path = args.data_dir.join("tokens");
             if path.exists() {
                 let auth = longhaul_api::TokensFileAuth::load(&path)
                     .with_context(|| format!("loading {}", path.display()))?;
-                Ok((Arc::new(auth), None, Some(path)))
+                Ok((Arc::new(auth), None))
             } else {
                 let (auth, token) = longhaul_api::TokensFileAuth::create_default(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
-                Ok((Arc::new(auth), Some(token), Some(path)))
+                Ok((Arc::new(auth), Some(token)))
             }
         }
         Some("none") => {
@@ -269,7 +268,6 @@ async fn build_auth(
                 Arc::new(longhaul_api::NoAuth {
                     subject: "local".into(),
                 }),
-                None,
                 None,
             ))
         }
@@ -280,14 +278,14 @@ async fn build_auth(
             let auth = longhaul_api::JwtAuth::new(jwks, issuer, args.audience.as_deref())
                 .await
                 .context("setting up JWT auth")?;
-            Ok((Arc::new(auth), None, None))
+            Ok((Arc::new(auth), None))
         }
         Some(other) => match other.strip_prefix("tokens:") {
             Some(file) if !file.is_empty() => {
                 let path = PathBuf::from(file);
                 let auth = longhaul_api::TokensFileAuth::load(&path)
                     .with_context(|| format!("loading {}", path.display()))?;
-                Ok((Arc::new(auth), None, Some(path)))
+                Ok((Arc::new(auth), None))
             }
             _ => bail!("--auth must be tokens:FILE, jwt or none (got {other:?})"),
         },
@@ -321,7 +319,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let server = start(&args, true).await?;
     if let Some(token) = &server.new_token {
         // Printed once, to stdout (not the log): the file keeps it for the CLI.
-        println!("Created a token for owner `local` (kept in {}):", args.data_dir.join("tokens").display());
+        println!(
+            "Created a token for owner `local` (kept in {}):",
+            args.data_dir.join("tokens").display()
+        );
         println!("  {token}");
     }
     println!("longhaul listening on {}", server.base_url);

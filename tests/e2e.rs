@@ -19,11 +19,22 @@ fn server() -> (tempfile::TempDir, Server) {
 fn start_then_long_poll_wakes_when_the_job_ends() {
     let (_dir, server) = server();
     let api = server.client();
-    let r = api.post("/jobs", &json!({"type": "demo", "input": {"steps": 2, "stepSeconds": 1}}));
+    let r = api.post(
+        "/jobs",
+        &json!({"type": "demo", "input": {"steps": 2, "stepSeconds": 1}}),
+    );
     assert_eq!(r.status, 202, "{}", r.text);
     let job_id = r.body["jobId"].as_str().unwrap().to_string();
-    assert!(matches!(r.body["status"].as_str(), Some("QUEUED" | "RUNNING")), "{}", r.text);
-    assert!(r.body["message"].as_str().unwrap().contains("getJob"), "{}", r.text);
+    assert!(
+        matches!(r.body["status"].as_str(), Some("QUEUED" | "RUNNING")),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["message"].as_str().unwrap().contains("getJob"),
+        "{}",
+        r.text
+    );
     assert_eq!(r.body["pollAfterSeconds"], json!(5));
 
     // The job takes about 2 s; a 25 s long poll must come back as soon as it ends.
@@ -38,7 +49,12 @@ fn start_then_long_poll_wakes_when_the_job_ends() {
     assert!(r.body.get("pollAfterSeconds").is_none());
     assert!(r.body["finishedAt"].is_string());
     assert_eq!(r.body["execution"]["name"], json!(job_id));
-    assert!(r.body["execution"]["arn"].as_str().unwrap().contains(&job_id));
+    assert!(
+        r.body["execution"]["arn"]
+            .as_str()
+            .unwrap()
+            .contains(&job_id)
+    );
 }
 
 #[test]
@@ -51,8 +67,18 @@ fn long_poll_returns_at_the_deadline_while_running() {
     let took = t0.elapsed();
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "RUNNING", "{}", r.text);
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(10), "{took:?}");
-    assert!(r.body["message"].as_str().unwrap().starts_with("Still running"), "{}", r.text);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Still running"),
+        "{}",
+        r.text
+    );
 }
 
 #[test]
@@ -67,8 +93,14 @@ fn a_failing_step_fails_the_job_with_its_error() {
     let job = api.wait_terminal(r.body["jobId"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(job["status"], "FAILED", "{job}");
     assert_eq!(job["error"]["code"], "DemoStepFailed", "{job}");
-    assert!(job["error"]["message"].as_str().unwrap().contains("step 2"), "{job}");
-    assert!(job["message"].as_str().unwrap().starts_with("Failed"), "{job}");
+    assert!(
+        job["error"]["message"].as_str().unwrap().contains("step 2"),
+        "{job}"
+    );
+    assert!(
+        job["message"].as_str().unwrap().starts_with("Failed"),
+        "{job}"
+    );
 }
 
 #[test]
@@ -90,7 +122,10 @@ fn list_is_newest_first_with_a_cursor() {
         assert_eq!(r.status, 200, "{}", r.text);
         let page = r.body["jobs"].as_array().unwrap();
         assert!(page.len() <= 2);
-        seen.extend(page.iter().map(|j| j["jobId"].as_str().unwrap().to_string()));
+        seen.extend(
+            page.iter()
+                .map(|j| j["jobId"].as_str().unwrap().to_string()),
+        );
         match r.body["nextCursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
@@ -102,11 +137,26 @@ fn list_is_newest_first_with_a_cursor() {
     let r = api.get("/jobs?type=demo&status=QUEUED&limit=100");
     assert_eq!(r.status, 200, "{}", r.text);
     let r = api.get("/jobs?cursor=not-a-cursor");
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
     let r = api.get("/jobs?limit=0");
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
     let r = api.get("/jobs?status=DONE");
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
 }
 
 #[test]
@@ -139,9 +189,18 @@ fn idempotent_retry_returns_the_same_job_and_another_body_conflicts() {
         "/jobs",
         &json!({"type": "demo", "input": {"steps": 2, "stepSeconds": 0}, "idempotencyKey": "order-42"}),
     );
-    assert_eq!((other.status, other.error_code()), (409, "conflict"), "{}", other.text);
+    assert_eq!(
+        (other.status, other.error_code()),
+        (409, "conflict"),
+        "{}",
+        other.text
+    );
     let list = api.get("/jobs?limit=100");
-    assert_eq!(list.body["jobs"].as_array().unwrap().len(), 1, "one job only");
+    assert_eq!(
+        list.body["jobs"].as_array().unwrap().len(),
+        1,
+        "one job only"
+    );
 }
 
 #[test]
@@ -150,22 +209,64 @@ fn client_mistakes_get_the_documented_error_codes_and_write_nothing() {
     let api = server.client();
 
     let r = api.post("/jobs", &json!({"type": "nope", "input": {}}));
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("demo"), "lists known types: {}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo"),
+        "lists known types: {}",
+        r.text
+    );
 
     let r = api.post("/jobs", &json!({"type": "demo", "input": {"steps": 500}}));
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("steps"), "names the field: {}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("steps"),
+        "names the field: {}",
+        r.text
+    );
 
     let r = api.post("/jobs", &json!({"type": "demo", "input": [1, 2]}));
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
 
     let r = api.post_raw("/jobs", b"{not json".to_vec());
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
 
-    let big = format!(r#"{{"type":"demo","input":{{"steps":1,"pad":"{}"}}}}"#, "x".repeat(300 * 1024));
+    let big = format!(
+        r#"{{"type":"demo","input":{{"steps":1,"pad":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
     let r = api.post_raw("/jobs", big.into_bytes());
-    assert_eq!((r.status, r.error_code()), (413, "payload_too_large"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (413, "payload_too_large"),
+        "{}",
+        r.text
+    );
 
     let r = api.get("/jobs/0193aaaa-0000-7000-8000-000000000000");
     assert_eq!((r.status, r.error_code()), (404, "not_found"), "{}", r.text);
@@ -173,10 +274,20 @@ fn client_mistakes_get_the_documented_error_codes_and_write_nothing() {
     assert_eq!((r.status, r.error_code()), (404, "not_found"), "{}", r.text);
 
     let r = api.get("/jobs/0193aaaa-0000-7000-8000-000000000000?waitSeconds=26");
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
 
     let list = api.get("/jobs");
-    assert_eq!(list.body["jobs"], json!([]), "nothing was written: {}", list.text);
+    assert_eq!(
+        list.body["jobs"],
+        json!([]),
+        "nothing was written: {}",
+        list.text
+    );
 }
 
 #[test]
@@ -185,16 +296,31 @@ fn requests_without_a_valid_token_get_401() {
     for token in [None, Some("wrong-token-wrong-token")] {
         let api = Api::new(&server.url, token);
         let r = api.get("/jobs");
-        assert_eq!((r.status, r.error_code()), (401, "unauthorized"), "{}", r.text);
-        let www = r.headers.get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
-        assert!(www.unwrap_or_default().starts_with("Bearer"), "WWW-Authenticate: Bearer");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (401, "unauthorized"),
+            "{}",
+            r.text
+        );
+        let www = r
+            .headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            www.unwrap_or_default().starts_with("Bearer"),
+            "WWW-Authenticate: Bearer"
+        );
         let r = api.post("/jobs", &json!({"type": "demo", "input": {"steps": 1}}));
         assert_eq!(r.status, 401);
     }
     let r = Api::new(&server.url, None).get("/healthz");
     assert_eq!(r.status, 200, "healthz needs no auth");
     let api = server.client();
-    assert_eq!(api.get("/jobs").body["jobs"], json!([]), "nothing was written");
+    assert_eq!(
+        api.get("/jobs").body["jobs"],
+        json!([]),
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -207,7 +333,11 @@ fn another_owner_sees_404_everywhere() {
     )
     .unwrap();
     let auth = format!("tokens:{}", tokens.display());
-    let server = Server::start(&dir.path().join("data"), &["--auth", &auth], Some("alice-token-0123456789abcdef"));
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--auth", &auth],
+        Some("alice-token-0123456789abcdef"),
+    );
     let alice = server.client();
     let bob = alice.with_token(Some("bob-token-0123456789abcdef"));
     let job_id = alice.start_demo(5, 2);
@@ -232,7 +362,12 @@ fn quota_gives_429_with_retry_after() {
     api.start_demo(5, 10);
     api.start_demo(5, 10);
     let r = api.post("/jobs", &json!({"type": "demo", "input": {"steps": 1}}));
-    assert_eq!((r.status, r.error_code()), (429, "too_many_requests"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (429, "too_many_requests"),
+        "{}",
+        r.text
+    );
     assert!(r.headers.get("retry-after").is_some(), "Retry-After");
     assert_eq!(api.get("/jobs").body["jobs"].as_array().unwrap().len(), 2);
 }
@@ -249,7 +384,10 @@ fn job_types_are_listed_with_their_schema() {
         .find(|t| t["type"] == "demo")
         .cloned()
         .expect("demo type");
-    assert_eq!(demo["inputSchema"]["properties"]["steps"]["maximum"], json!(100));
+    assert_eq!(
+        demo["inputSchema"]["properties"]["steps"]["maximum"],
+        json!(100)
+    );
     assert!(!demo["description"].as_str().unwrap().is_empty());
 }
 
@@ -257,17 +395,33 @@ fn job_types_are_listed_with_their_schema() {
 fn uploads_go_to_a_signed_url_that_expires_and_cannot_be_forged() {
     let (_dir, server) = server();
     let api = server.client();
-    let r = api.post("/uploads", &json!({"name": "data.csv", "sizeBytes": 11, "mimeType": "text/csv"}));
+    let r = api.post(
+        "/uploads",
+        &json!({"name": "data.csv", "sizeBytes": 11, "mimeType": "text/csv"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let url = r.body["uploadUrl"].as_str().unwrap().to_string();
     assert!(r.body["object"].as_str().unwrap().ends_with("/data.csv"));
     let put = api.put_raw(&url, b"a,b\n1,2\n3,4".to_vec());
-    assert!(put.status == 200 || put.status == 201, "{} {}", put.status, put.text);
+    assert!(
+        put.status == 200 || put.status == 201,
+        "{} {}",
+        put.status,
+        put.text
+    );
     let forged = url.replace("sig=", "sig=00");
     let put = api.put_raw(&forged, b"x".to_vec());
     assert_eq!(put.status, 401, "{}", put.text);
-    let r = api.post("/uploads", &json!({"name": "../etc/passwd", "sizeBytes": 1}));
-    assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{}", r.text);
+    let r = api.post(
+        "/uploads",
+        &json!({"name": "../etc/passwd", "sizeBytes": 1}),
+    );
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_request"),
+        "{}",
+        r.text
+    );
 }
 
 #[test]
@@ -281,8 +435,18 @@ fn the_cli_starts_waits_lists_and_reports_errors_in_one_line() {
             .output()
             .expect("run cli")
     };
-    let out = cli(&["start", "demo", "--input", r#"{"steps": 2, "stepSeconds": 0}"#, "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&[
+        "start",
+        "demo",
+        "--input",
+        r#"{"steps": 2, "stepSeconds": 0}"#,
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let job: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(job["status"], "SUCCEEDED");
     let id = job["jobId"].as_str().unwrap();
@@ -307,7 +471,13 @@ fn the_cli_starts_waits_lists_and_reports_errors_in_one_line() {
     assert!(!out.status.success(), "cancel of a finished job fails");
     assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"));
 
-    let out = cli(&["start", "demo", "--input", r#"{"steps": 2, "stepSeconds": 0, "failAtStep": 1}"#, "--wait"]);
+    let out = cli(&[
+        "start",
+        "demo",
+        "--input",
+        r#"{"steps": 2, "stepSeconds": 0, "failAtStep": 1}"#,
+        "--wait",
+    ]);
     assert_eq!(out.status.code(), Some(1), "a failed job exits 1");
 }
 
@@ -315,12 +485,23 @@ fn the_cli_starts_waits_lists_and_reports_errors_in_one_line() {
 fn no_auth_is_refused_on_a_non_loopback_address() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--addr", "0.0.0.0:0", "--auth", "none", "--data-dir"])
+        .args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--auth",
+            "none",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -332,9 +513,16 @@ fn the_demo_command_runs_a_job_and_prints_curl_lines() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("\"status\": \"SUCCEEDED\""), "{stdout}");
-    assert!(stdout.contains("curl -s -X POST http://127.0.0.1:8080/jobs"), "{stdout}");
+    assert!(
+        stdout.contains("curl -s -X POST http://127.0.0.1:8080/jobs"),
+        "{stdout}"
+    );
     assert!(dir.path().join("data/tokens").exists());
 }
 
@@ -342,17 +530,31 @@ fn the_demo_command_runs_a_job_and_prints_curl_lines() {
 fn readme_commands_and_ci_are_the_ones_that_exist() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    assert!(readme.contains("cargo run --release -- demo"), "README names the main command");
-    assert!(readme.contains("scripts/test"), "README names the test command");
+    assert!(
+        readme.contains("cargo run --release -- demo"),
+        "README names the main command"
+    );
+    assert!(
+        readme.contains("scripts/test"),
+        "README names the test command"
+    );
     let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
     let commands: Vec<&str> = ci
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd "))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd ")
+        })
         .collect();
-    assert_eq!(commands, ["exec scripts/test"], ".ci/run runs scripts/test and nothing else");
+    assert_eq!(
+        commands,
+        ["exec scripts/test"],
+        ".ci/run runs scripts/test and nothing else"
+    );
     // Every subcommand the README uses exists.
-    for sub in ["demo", "serve", "start", "get", "list", "cancel", "upload", "openapi", "sfn"] {
+    for sub in [
+        "demo", "serve", "start", "get", "list", "cancel", "upload", "openapi", "sfn",
+    ] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "longhaul {sub} --help");
     }

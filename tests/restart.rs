@@ -23,7 +23,11 @@ fn a_job_survives_sigkill_of_the_server() {
         if r.body["progress"]["percent"].as_u64().unwrap_or(0) >= 25 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no progress: {}", r.text);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {}",
+            r.text
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     server.kill();
@@ -47,7 +51,10 @@ fn sigterm_is_graceful_and_running_work_resumes() {
     let job_id = api.start_demo(3, 1);
     std::thread::sleep(Duration::from_millis(1200));
     let pid = server.child.id();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let mut server = server;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -55,12 +62,21 @@ fn sigterm_is_graceful_and_running_work_resumes() {
         if let Some(s) = server.child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "server did not stop on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}\n{}", server.log());
+    assert!(
+        exit.success(),
+        "clean exit on SIGTERM: {exit:?}\n{}",
+        server.log()
+    );
 
     let server = Server::start(&data, &[], Some(&token));
-    let job = server.client().wait_terminal(&job_id, Duration::from_secs(60));
+    let job = server
+        .client()
+        .wait_terminal(&job_id, Duration::from_secs(60));
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
 }

@@ -37,8 +37,12 @@ pub fn bearer(parts: &Parts) -> Result<&str, AuthError> {
     let Some(v) = parts.headers.get(http::header::AUTHORIZATION) else {
         return Err(AuthError::Missing);
     };
-    let v = v.to_str().map_err(|_| AuthError::Invalid("the Authorization header is not text".into()))?;
-    let (scheme, token) = v.split_once(' ').ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".into()))?;
+    let v = v
+        .to_str()
+        .map_err(|_| AuthError::Invalid("the Authorization header is not text".into()))?;
+    let (scheme, token) = v
+        .split_once(' ')
+        .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(AuthError::Invalid("expected `Bearer <token>`".into()));
     }
@@ -48,9 +52,16 @@ pub fn bearer(parts: &Parts) -> Result<&str, AuthError> {
 #[derive(Debug, thiserror::Error)]
 pub enum TokensFileError {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} line {line}: {reason}")]
-    Line { path: String, line: usize, reason: String },
+    Line {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     #[error("{path} holds no tokens")]
     Empty { path: String },
 }
@@ -72,8 +83,13 @@ impl TokensFileAuth {
                 continue;
             }
             let mut parts = line.split_whitespace();
-            let (Some(token), Some(subject), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(TokensFileError::Line { path: path.into(), line: i + 1, reason: "expected `TOKEN SUBJECT`".into() });
+            let (Some(token), Some(subject), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(TokensFileError::Line {
+                    path: path.into(),
+                    line: i + 1,
+                    reason: "expected `TOKEN SUBJECT`".into(),
+                });
             };
             if token.len() < MIN_TOKEN_LEN {
                 return Err(TokensFileError::Line {
@@ -91,7 +107,10 @@ impl TokensFileAuth {
     }
 
     pub fn load(path: &Path) -> Result<TokensFileAuth, TokensFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokensFileError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TokensFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         TokensFileAuth::parse(&text, &path.display().to_string())
     }
 
@@ -100,8 +119,12 @@ impl TokensFileAuth {
         let mut raw = [0u8; 32];
         rand::fill(&mut raw);
         let token = hex::encode(raw);
-        let text = format!("# longhaul bearer tokens: TOKEN SUBJECT (one per line)\n{token} local\n");
-        let io = |source| TokensFileError::Io { path: path.display().to_string(), source };
+        let text =
+            format!("# longhaul bearer tokens: TOKEN SUBJECT (one per line)\n{token} local\n");
+        let io = |source| TokensFileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -112,7 +135,10 @@ impl TokensFileAuth {
         let mut f = opts.open(path).map_err(io)?;
         std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
-        Ok((TokensFileAuth::parse(&text, &path.display().to_string())?, token))
+        Ok((
+            TokensFileAuth::parse(&text, &path.display().to_string())?,
+            token,
+        ))
     }
 }
 
@@ -129,7 +155,9 @@ impl Authenticator for TokensFileAuth {
             }
         }
         found
-            .map(|s| Principal { subject: s.to_string() })
+            .map(|s| Principal {
+                subject: s.to_string(),
+            })
             .ok_or_else(|| AuthError::Invalid("unknown token".into()))
     }
 }
@@ -142,7 +170,9 @@ pub struct NoAuth {
 #[async_trait]
 impl Authenticator for NoAuth {
     async fn authenticate(&self, _parts: &Parts) -> Result<Principal, AuthError> {
-        Ok(Principal { subject: self.subject.clone() })
+        Ok(Principal {
+            subject: self.subject.clone(),
+        })
     }
 }
 
@@ -151,7 +181,9 @@ pub fn check_no_auth_allowed(addr: &SocketAddr) -> Result<(), String> {
     if addr.ip().is_loopback() {
         Ok(())
     } else {
-        Err(format!("--auth none is allowed only on a loopback address (127.0.0.1 or ::1), not {addr}"))
+        Err(format!(
+            "--auth none is allowed only on a loopback address (127.0.0.1 or ::1), not {addr}"
+        ))
     }
 }
 
@@ -188,13 +220,19 @@ async fn fetch_jwks(source: &str) -> Result<JwkSet, JwksError> {
             .await
             .map_err(|e| JwksError::Read(source.into(), e.to_string()))?
     } else {
-        tokio::fs::read_to_string(source).await.map_err(|e| JwksError::Read(source.into(), e.to_string()))?
+        tokio::fs::read_to_string(source)
+            .await
+            .map_err(|e| JwksError::Read(source.into(), e.to_string()))?
     };
     serde_json::from_str(&text).map_err(|e| JwksError::Parse(source.into(), e.to_string()))
 }
 
 impl JwtAuth {
-    pub async fn new(jwks: &str, issuer: &str, audience: Option<&str>) -> Result<JwtAuth, JwksError> {
+    pub async fn new(
+        jwks: &str,
+        issuer: &str,
+        audience: Option<&str>,
+    ) -> Result<JwtAuth, JwksError> {
         let set = fetch_jwks(jwks).await?;
         Ok(JwtAuth::with_keys(jwks, set, issuer, audience))
     }
@@ -225,7 +263,11 @@ impl JwtAuth {
     }
 
     async fn refresh(&self) {
-        let stale = self.keys.read().map(|g| g.1.elapsed() > Duration::from_secs(60)).unwrap_or(false);
+        let stale = self
+            .keys
+            .read()
+            .map(|g| g.1.elapsed() > Duration::from_secs(60))
+            .unwrap_or(false);
         if !stale || !(self.source.starts_with("https://") || self.source.starts_with("http://")) {
             return;
         }
@@ -249,9 +291,12 @@ struct Claims {
 impl Authenticator for JwtAuth {
     async fn authenticate(&self, parts: &Parts) -> Result<Principal, AuthError> {
         let token = bearer(parts)?;
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("not a JWT".into()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("not a JWT".into()))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(AuthError::Invalid("only RS256 and ES256 tokens are accepted".into()));
+            return Err(AuthError::Invalid(
+                "only RS256 and ES256 tokens are accepted".into(),
+            ));
         }
         let key = match self.key_for(header.kid.as_deref(), header.alg) {
             Some(k) => k,
@@ -259,7 +304,9 @@ impl Authenticator for JwtAuth {
                 // A key rotation: look again, at most once a minute.
                 self.refresh().await;
                 self.key_for(header.kid.as_deref(), header.alg)
-                    .ok_or_else(|| AuthError::Invalid("the token's signing key is unknown".into()))?
+                    .ok_or_else(|| {
+                        AuthError::Invalid("the token's signing key is unknown".into())
+                    })?
             }
         };
         let mut v = Validation::new(header.alg);
@@ -271,8 +318,13 @@ impl Authenticator for JwtAuth {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
-        let sub = data.claims.sub.filter(|s| !s.is_empty()).ok_or_else(|| AuthError::Invalid("the token has no sub".into()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &v)
+            .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
+        let sub = data
+            .claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AuthError::Invalid("the token has no sub".into()))?;
         Ok(Principal { subject: sub })
     }
 }

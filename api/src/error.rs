@@ -35,7 +35,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None, token_given: false }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            token_given: false,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -47,7 +53,10 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>, token_given: bool) -> ApiError {
-        ApiError { token_given, ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message) }
+        ApiError {
+            token_given,
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
     }
 
     pub fn payload_too_large(message: impl Into<String>) -> ApiError {
@@ -63,11 +72,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => ApiError::not_found(message),
             ServiceError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             ServiceError::PayloadTooLarge(_) => ApiError::payload_too_large(message),
-            ServiceError::TooManyRequests { retry_after_seconds, .. } => ApiError {
+            ServiceError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } => ApiError {
                 retry_after: Some(retry_after_seconds),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
             },
-            ServiceError::Unavailable { retry_after_seconds, .. } => {
+            ServiceError::Unavailable {
+                retry_after_seconds,
+                ..
+            } => {
                 tracing::warn!(error = %message, "service unavailable");
                 ApiError {
                     retry_after: Some(retry_after_seconds),
@@ -77,7 +92,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Internal(m) => {
                 // Details go to the log, not to the client.
                 tracing::error!(error = %m, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side; try again")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side; try again",
+                )
             }
         }
     }
@@ -85,14 +104,25 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            let v = if self.token_given { "Bearer error=\"invalid_token\"" } else { "Bearer" };
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+            let v = if self.token_given {
+                "Bearer error=\"invalid_token\""
+            } else {
+                "Bearer"
+            };
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }
         resp
     }

@@ -27,8 +27,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{
-    AuthError, Authenticator, JwksError, JwtAuth, NoAuth, Principal, TokensFileAuth, TokensFileError,
-    bearer, check_no_auth_allowed,
+    AuthError, Authenticator, JwksError, JwtAuth, NoAuth, Principal, TokensFileAuth,
+    TokensFileError, bearer, check_no_auth_allowed,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use spec::{openapi, openapi_yaml};
@@ -49,7 +49,10 @@ pub struct Owner(pub String);
 impl FromRequestParts<ApiState> for Owner {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
         let token_given = parts.headers.contains_key(header::AUTHORIZATION);
         state
             .auth
@@ -65,7 +68,9 @@ fn query(raw: RawQuery, allowed: &[&str]) -> Result<HashMap<String, String>, Api
     let mut q = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.0.unwrap_or_default().as_bytes()) {
         if q.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(ApiError::bad_request(format!("query parameter {k:?} is given twice")));
+            return Err(ApiError::bad_request(format!(
+                "query parameter {k:?} is given twice"
+            )));
         }
     }
     for k in q.keys() {
@@ -73,7 +78,10 @@ fn query(raw: RawQuery, allowed: &[&str]) -> Result<HashMap<String, String>, Api
             return Err(ApiError::bad_request(if allowed.is_empty() {
                 format!("unknown query parameter {k:?}: this operation takes none")
             } else {
-                format!("unknown query parameter {k:?}; allowed: {}", allowed.join(", "))
+                format!(
+                    "unknown query parameter {k:?}; allowed: {}",
+                    allowed.join(", ")
+                )
             }));
         }
     }
@@ -82,12 +90,15 @@ fn query(raw: RawQuery, allowed: &[&str]) -> Result<HashMap<String, String>, Api
 
 fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::payload_too_large(format!(
+            "the body is over {MAX_BODY_BYTES} bytes"
+        )));
     }
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::bad_request("the body is not UTF-8"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
@@ -103,7 +114,14 @@ async fn start_job(
     query(q, &[])?;
     let req: StartJobRequest = json_body(&body)?;
     let (job, created) = s.service.start(&owner, req).await?;
-    Ok(json(if created { StatusCode::ACCEPTED } else { StatusCode::OK }, &job))
+    Ok(json(
+        if created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        &job,
+    ))
 }
 
 async fn get_job(
@@ -118,10 +136,17 @@ async fn get_job(
         None => 0,
         Some(w) => match w.parse::<u64>() {
             Ok(n) if n <= max => n,
-            _ => return Err(ApiError::bad_request(format!("waitSeconds must be an integer from 0 to {max}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "waitSeconds must be an integer from 0 to {max}"
+                )));
+            }
         },
     };
-    let job = s.service.get(&owner, &job_id, Duration::from_secs(wait)).await?;
+    let job = s
+        .service
+        .get(&owner, &job_id, Duration::from_secs(wait))
+        .await?;
     Ok(json(StatusCode::OK, &job))
 }
 
@@ -137,7 +162,10 @@ async fn list_jobs(
         limit: q.remove("limit"),
         cursor: q.remove("cursor"),
     };
-    Ok(json(StatusCode::OK, &s.service.list(&owner, &params).await?))
+    Ok(json(
+        StatusCode::OK,
+        &s.service.list(&owner, &params).await?,
+    ))
 }
 
 async fn cancel_job(
@@ -147,7 +175,10 @@ async fn cancel_job(
     q: RawQuery,
 ) -> Result<Response, ApiError> {
     query(q, &[])?;
-    Ok(json(StatusCode::OK, &s.service.cancel(&owner, &job_id).await?))
+    Ok(json(
+        StatusCode::OK,
+        &s.service.cancel(&owner, &job_id).await?,
+    ))
 }
 
 async fn list_job_types(
@@ -156,7 +187,10 @@ async fn list_job_types(
     q: RawQuery,
 ) -> Result<Response, ApiError> {
     query(q, &[])?;
-    Ok(json(StatusCode::OK, &serde_json::json!({"jobTypes": s.service.job_types()})))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"jobTypes": s.service.job_types()}),
+    ))
 }
 
 async fn create_upload(
@@ -167,7 +201,10 @@ async fn create_upload(
 ) -> Result<Response, ApiError> {
     query(q, &[])?;
     let req: CreateUploadRequest = json_body(&body)?;
-    Ok(json(StatusCode::OK, &s.service.create_upload(&owner, &req).await?))
+    Ok(json(
+        StatusCode::OK,
+        &s.service.create_upload(&owner, &req).await?,
+    ))
 }
 
 async fn healthz() -> Response {
@@ -176,10 +213,20 @@ async fn healthz() -> Response {
 
 /// The public base URL of a request (for the spec's `servers`), from proxy headers or Host.
 fn base_url(headers: &axum::http::HeaderMap) -> String {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let host = h("x-forwarded-host")
+        .or_else(|| h("host"))
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(*c)).collect();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(*c))
+        .collect();
     let proto = if proto == "https" { "https" } else { "http" };
     format!("{proto}://{host}")
 }
@@ -198,7 +245,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "this method is not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "bad_request",
+        "this method is not allowed on this route",
+    )
 }
 
 /// The API's Router, with request ids, tracing (no secrets), a timeout above the longest
@@ -239,13 +290,25 @@ pub fn router(state: ApiState) -> Router {
 /// tower-http answers an oversized body with a plain-text 413; make it the API's JSON error.
 async fn too_large_as_json(resp: Response) -> Response {
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp.headers().get(header::CONTENT_TYPE).is_none_or(|v| v != HeaderValue::from_static("application/json"))
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v != HeaderValue::from_static("application/json"))
     {
-        return ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes")).into_response();
+        return ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes"))
+            .into_response();
     }
-    if resp.status() == StatusCode::SERVICE_UNAVAILABLE && resp.headers().get(header::CONTENT_TYPE).is_none() {
-        let mut r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the request took too long; try again").into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+        && resp.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        let mut r = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the request took too long; try again",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return r;
     }
     resp

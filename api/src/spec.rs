@@ -52,7 +52,10 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
     ("401", "Missing or invalid credentials."),
     ("429", "Too many requests; retry after Retry-After seconds."),
     ("500", "Server error."),
-    ("503", "Temporarily unavailable; retry after Retry-After seconds."),
+    (
+        "503",
+        "Temporarily unavailable; retry after Retry-After seconds.",
+    ),
 ];
 
 /// The spec as JSON.

@@ -81,7 +81,12 @@ impl Op {
     fn is_type_test(self) -> bool {
         matches!(
             self,
-            Op::IsNull | Op::IsPresent | Op::IsNumeric | Op::IsString | Op::IsBoolean | Op::IsTimestamp
+            Op::IsNull
+                | Op::IsPresent
+                | Op::IsNumeric
+                | Op::IsString
+                | Op::IsBoolean
+                | Op::IsTimestamp
         )
     }
 }
@@ -113,7 +118,11 @@ pub fn compile(v: &Value, top: bool, depth: usize) -> Result<Rule, (String, Stri
             .iter()
             .map(|r| compile(r, false, depth + 1))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(if name == "And" { Rule::And(rules) } else { Rule::Or(rules) });
+        return Ok(if name == "And" {
+            Rule::And(rules)
+        } else {
+            Rule::Or(rules)
+        });
     }
     if let Some(n) = m.get("Not") {
         for k in m.keys() {
@@ -154,7 +163,10 @@ pub fn compile(v: &Value, top: bool, depth: usize) -> Result<Rule, (String, Stri
         found = Some((*op, operand));
     }
     let Some((op, operand)) = found else {
-        return err("Variable", "a comparison needs an operator (StringEquals, NumericLessThan, IsPresent, ...)".into());
+        return err(
+            "Variable",
+            "a comparison needs an operator (StringEquals, NumericLessThan, IsPresent, ...)".into(),
+        );
     };
     Ok(Rule::Compare {
         variable,
@@ -166,25 +178,47 @@ pub fn compile(v: &Value, top: bool, depth: usize) -> Result<Rule, (String, Stri
 fn check_operand(op: Op, v: &Value) -> Result<(), String> {
     use Op::*;
     let ok = match op {
-        StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals
-        | StringGreaterThanEquals | StringMatches => v.is_string(),
-        NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
+        | StringGreaterThanEquals
+        | StringMatches => v.is_string(),
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
         | NumericGreaterThanEquals => v.is_number(),
         BooleanEquals | IsNull | IsPresent | IsNumeric | IsString | IsBoolean | IsTimestamp => {
             v.is_boolean()
         }
-        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
         | TimestampGreaterThanEquals => v.as_str().is_some_and(|s| parse_timestamp(s).is_some()),
     };
     if ok {
         Ok(())
     } else {
-        Err(format!("{op:?} needs {}", match op {
-            TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals | TimestampGreaterThanEquals => "an RFC 3339 timestamp string",
-            BooleanEquals | IsNull | IsPresent | IsNumeric | IsString | IsBoolean | IsTimestamp => "a boolean",
-            NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => "a number",
-            _ => "a string",
-        }))
+        Err(format!(
+            "{op:?} needs {}",
+            match op {
+                TimestampEquals
+                | TimestampLessThan
+                | TimestampGreaterThan
+                | TimestampLessThanEquals
+                | TimestampGreaterThanEquals => "an RFC 3339 timestamp string",
+                BooleanEquals | IsNull | IsPresent | IsNumeric | IsString | IsBoolean
+                | IsTimestamp => "a boolean",
+                NumericEquals
+                | NumericLessThan
+                | NumericGreaterThan
+                | NumericLessThanEquals
+                | NumericGreaterThanEquals => "a number",
+                _ => "a string",
+            }
+        ))
     }
 }
 
@@ -242,27 +276,50 @@ fn compare(op: Op, value: Option<&Value>, expected: &Value) -> bool {
         IsNumeric => value.is_some_and(Value::is_number) == flag,
         IsString => value.is_some_and(Value::is_string) == flag,
         IsBoolean => value.is_some_and(Value::is_boolean) == flag,
-        IsTimestamp => value.and_then(Value::as_str).is_some_and(|s| parse_timestamp(s).is_some()) == flag,
+        IsTimestamp => {
+            value
+                .and_then(Value::as_str)
+                .is_some_and(|s| parse_timestamp(s).is_some())
+                == flag
+        }
         _ => {
             let Some(value) = value else { return false };
             match op {
-                StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals | StringGreaterThanEquals => {
-                    let (Some(a), Some(b)) = (value.as_str(), expected.as_str()) else { return false };
+                StringEquals
+                | StringLessThan
+                | StringGreaterThan
+                | StringLessThanEquals
+                | StringGreaterThanEquals => {
+                    let (Some(a), Some(b)) = (value.as_str(), expected.as_str()) else {
+                        return false;
+                    };
                     ord(op, a.cmp(b))
                 }
                 StringMatches => {
-                    let (Some(a), Some(b)) = (value.as_str(), expected.as_str()) else { return false };
+                    let (Some(a), Some(b)) = (value.as_str(), expected.as_str()) else {
+                        return false;
+                    };
                     string_matches(a, b)
                 }
-                NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => {
-                    let (Some(a), Some(b)) = (value.as_f64(), expected.as_f64()) else { return false };
+                NumericEquals
+                | NumericLessThan
+                | NumericGreaterThan
+                | NumericLessThanEquals
+                | NumericGreaterThanEquals => {
+                    let (Some(a), Some(b)) = (value.as_f64(), expected.as_f64()) else {
+                        return false;
+                    };
                     match a.partial_cmp(&b) {
                         Some(o) => ord(op, o),
                         None => false,
                     }
                 }
                 BooleanEquals => value.as_bool().is_some() && value.as_bool() == expected.as_bool(),
-                TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals | TimestampGreaterThanEquals => {
+                TimestampEquals
+                | TimestampLessThan
+                | TimestampGreaterThan
+                | TimestampLessThanEquals
+                | TimestampGreaterThanEquals => {
                     let (Some(a), Some(b)) = (
                         value.as_str().and_then(parse_timestamp),
                         expected.as_str().and_then(parse_timestamp),
@@ -278,14 +335,16 @@ fn compare(op: Op, value: Option<&Value>, expected: &Value) -> bool {
 }
 
 fn ord(op: Op, o: std::cmp::Ordering) -> bool {
-    use std::cmp::Ordering::*;
     use Op::*;
+    use std::cmp::Ordering::*;
     match op {
         StringEquals | NumericEquals | TimestampEquals => o == Equal,
         StringLessThan | NumericLessThan | TimestampLessThan => o == Less,
         StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => o == Greater,
         StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => o != Greater,
-        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => o != Less,
+        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => {
+            o != Less
+        }
         _ => false,
     }
 }

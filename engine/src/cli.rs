@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::{Engine, ExecutionStatus, MemoryExecutionStore, SqliteExecutionStore, StateMachine, TaskContext, TaskFailure, TaskInvoker};
+use crate::{
+    Engine, ExecutionStatus, MemoryExecutionStore, SqliteExecutionStore, StateMachine, TaskContext,
+    TaskFailure, TaskInvoker,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SfnRunArgs {
@@ -52,9 +55,17 @@ struct CommandInvoker {
 
 #[async_trait]
 impl TaskInvoker for CommandInvoker {
-    async fn invoke(&self, resource: &str, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        _ctx: TaskContext,
+    ) -> Result<Value, TaskFailure> {
         let Some(cmd) = self.commands.get(resource) else {
-            return Err(TaskFailure::new("States.TaskFailed", format!("no command bound to {resource}")));
+            return Err(TaskFailure::new(
+                "States.TaskFailed",
+                format!("no command bound to {resource}"),
+            ));
         };
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
@@ -64,7 +75,9 @@ impl TaskInvoker for CommandInvoker {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| TaskFailure::new("States.TaskFailed", format!("cannot run {cmd:?}: {e}")))?;
+            .map_err(|e| {
+                TaskFailure::new("States.TaskFailed", format!("cannot run {cmd:?}: {e}"))
+            })?;
         if let Some(mut stdin) = child.stdin.take() {
             let text = input.to_string();
             // A command that does not read its stdin is fine.
@@ -75,47 +88,66 @@ impl TaskInvoker for CommandInvoker {
             .await
             .map_err(|e| TaskFailure::new("States.TaskFailed", format!("{cmd:?}: {e}")))?;
         if !out.status.success() {
-            return Err(TaskFailure::new("States.TaskFailed", String::from_utf8_lossy(&out.stderr).trim().to_string()));
+            return Err(TaskFailure::new(
+                "States.TaskFailed",
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(text.trim())
-            .map_err(|e| TaskFailure::new("States.TaskFailed", format!("{cmd:?} printed something that is not JSON: {e}")))
+        serde_json::from_str(text.trim()).map_err(|e| {
+            TaskFailure::new(
+                "States.TaskFailed",
+                format!("{cmd:?} printed something that is not JSON: {e}"),
+            )
+        })
     }
 }
 
 async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
-    let text = std::fs::read_to_string(&args.definition).map_err(|e| format!("reading {}: {e}", args.definition.display()))?;
+    let text = std::fs::read_to_string(&args.definition)
+        .map_err(|e| format!("reading {}: {e}", args.definition.display()))?;
     let mut subs = BTreeMap::new();
     for s in &args.substitutions {
-        let (k, v) = s.split_once('=').ok_or_else(|| format!("--subst {s:?}: expected NAME=VALUE"))?;
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--subst {s:?}: expected NAME=VALUE"))?;
         subs.insert(k.to_string(), v.to_string());
     }
     let mut commands = BTreeMap::new();
     for t in &args.tasks {
-        let (k, v) = t.split_once('=').ok_or_else(|| format!("--task {t:?}: expected RESOURCE=COMMAND"))?;
+        let (k, v) = t
+            .split_once('=')
+            .ok_or_else(|| format!("--task {t:?}: expected RESOURCE=COMMAND"))?;
         commands.insert(k.to_string(), v.to_string());
     }
-    let machine = StateMachine::parse(&text, &subs).map_err(|e| format!("invalid definition {}:\n{e}", args.definition.display()))?;
+    let machine = StateMachine::parse(&text, &subs)
+        .map_err(|e| format!("invalid definition {}:\n{e}", args.definition.display()))?;
     for r in machine.task_resources() {
         if !commands.contains_key(&r) {
-            return Err(format!("invalid definition: Task resource {r:?} is bound to nothing (use --task {r}=COMMAND)"));
+            return Err(format!(
+                "invalid definition: Task resource {r:?} is bound to nothing (use --task {r}=COMMAND)"
+            ));
         }
     }
     let input_text = match args.input.strip_prefix('@') {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"))?,
         None => args.input.clone(),
     };
-    let input: Value = serde_json::from_str(&input_text).map_err(|e| format!("--input is not JSON: {e}"))?;
+    let input: Value =
+        serde_json::from_str(&input_text).map_err(|e| format!("--input is not JSON: {e}"))?;
 
     let store: Arc<dyn crate::ExecutionStore> = match &args.store {
         Some(p) => Arc::new(SqliteExecutionStore::open(p).map_err(|e| e.to_string())?),
         None => Arc::new(MemoryExecutionStore::new()),
     };
     let engine = Engine::new(store.clone(), Arc::new(CommandInvoker { commands }));
-    let sm = engine.create_state_machine("cli", machine.clone()).await.map_err(|e| e.to_string())?;
+    let sm = engine
+        .create_state_machine("cli", machine.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     // A killed earlier run of this same definition is resumed, not started again.
     let previous = store
         .running()
@@ -127,11 +159,24 @@ async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
             engine.resume_all().await.map_err(|e| e.to_string())?;
             rec.execution_arn
         }
-        None => engine.start_execution(&sm, None, input).await.map_err(|e| e.to_string())?.execution_arn,
+        None => {
+            engine
+                .start_execution(&sm, None, input)
+                .await
+                .map_err(|e| e.to_string())?
+                .execution_arn
+        }
     };
-    let done = engine.wait_for_completion(&arn).await.map_err(|e| e.to_string())?;
+    let done = engine
+        .wait_for_completion(&arn)
+        .await
+        .map_err(|e| e.to_string())?;
     if args.history {
-        for e in engine.get_execution_history(&arn).await.map_err(|e| e.to_string())? {
+        for e in engine
+            .get_execution_history(&arn)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             eprintln!("{}", serde_json::to_string(&e).unwrap_or_default());
         }
     }
@@ -141,7 +186,10 @@ async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
             Ok(0)
         }
         status => {
-            println!("{}", json!({"status": status.as_str(), "error": done.error, "cause": done.cause}));
+            println!(
+                "{}",
+                json!({"status": status.as_str(), "error": done.error, "cause": done.cause})
+            );
             Ok(1)
         }
     }

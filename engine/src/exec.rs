@@ -42,7 +42,9 @@ fn runtime(cause: impl Into<String>) -> Failure {
 fn from_apply(e: ApplyError, field: &str) -> Failure {
     match e {
         ApplyError::Path(m) => Failure::new("States.ParameterPathFailure", format!("{field}: {m}")),
-        ApplyError::Intrinsic(m) => Failure::new("States.IntrinsicFailure", format!("{field}: {m}")),
+        ApplyError::Intrinsic(m) => {
+            Failure::new("States.IntrinsicFailure", format!("{field}: {m}"))
+        }
     }
 }
 
@@ -58,7 +60,9 @@ pub(crate) fn error_matches(names: &[String], error: &str) -> bool {
     names.iter().any(|n| {
         n == error
             || n == "States.ALL"
-            || (n == "States.TaskFailed" && error != "States.Timeout" && (!error.starts_with("States.") || error == "States.HeartbeatTimeout"))
+            || (n == "States.TaskFailed"
+                && error != "States.Timeout"
+                && (!error.starts_with("States.") || error == "States.HeartbeatTimeout"))
     })
 }
 
@@ -94,7 +98,9 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Run {
     pub fn event(&self, event_type: &str, state_name: Option<&str>, details: Value) -> u64 {
-        let Ok(mut ev) = self.events.lock() else { return 0 };
+        let Ok(mut ev) = self.events.lock() else {
+            return 0;
+        };
         let id = ev.next_id;
         ev.next_id += 1;
         ev.pending.push(HistoryEvent {
@@ -109,10 +115,19 @@ impl Run {
     }
 
     pub fn take_events(&self) -> Vec<HistoryEvent> {
-        self.events.lock().map(|mut e| std::mem::take(&mut e.pending)).unwrap_or_default()
+        self.events
+            .lock()
+            .map(|mut e| std::mem::take(&mut e.pending))
+            .unwrap_or_default()
     }
 
-    fn context(&self, state: &str, entered: DateTime<Utc>, retry: u32, item: Option<(usize, &Value)>) -> Value {
+    fn context(
+        &self,
+        state: &str,
+        entered: DateTime<Utc>,
+        retry: u32,
+        item: Option<(usize, &Value)>,
+    ) -> Value {
         let mut ctx = json!({
             "Execution": {
                 "Id": self.arn,
@@ -161,44 +176,75 @@ impl Run {
             loop {
                 transitions += 1;
                 // Yield now and then so a tight loop of Pass states cannot starve other tasks.
-                if transitions % 64 == 0 {
+                if transitions.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
                 let Some(state) = branch.states.get(&name) else {
                     return Err(runtime(format!("no state named {name:?}")));
                 };
                 let type_name = kind_name(&state.kind);
-                self.event(&format!("{type_name}StateEntered"), Some(&name), json!({"name": name, "input": input}));
+                self.event(
+                    &format!("{type_name}StateEntered"),
+                    Some(&name),
+                    json!({"name": name, "input": input}),
+                );
                 let item_ref = item.as_ref().map(|(i, v)| (*i, v));
-                let outcome = self.run_state(state, &input, top, item_ref, resume_wait.take()).await;
+                let outcome = self
+                    .run_state(state, &input, top, item_ref, resume_wait.take())
+                    .await;
                 match outcome {
                     Ok(Step::Next(next, output)) => {
-                        self.event(&format!("{type_name}StateExited"), Some(&name), json!({"name": name, "output": output}));
+                        self.event(
+                            &format!("{type_name}StateExited"),
+                            Some(&name),
+                            json!({"name": name, "output": output}),
+                        );
                         name = next;
                         input = output;
                         if top {
-                            self.checkpoint(&Cursor { state: name.clone(), input: input.clone(), wait_until: None })?;
+                            self.checkpoint(&Cursor {
+                                state: name.clone(),
+                                input: input.clone(),
+                                wait_until: None,
+                            })?;
                         }
                     }
                     Ok(Step::End(output)) => {
-                        self.event(&format!("{type_name}StateExited"), Some(&name), json!({"name": name, "output": output}));
+                        self.event(
+                            &format!("{type_name}StateExited"),
+                            Some(&name),
+                            json!({"name": name, "output": output}),
+                        );
                         return Ok(output);
                     }
                     Err(f) => {
-                        let catcher = state.catch.iter().find(|c| error_matches(&c.errors, &f.error));
+                        let catcher = state
+                            .catch
+                            .iter()
+                            .find(|c| error_matches(&c.errors, &f.error));
                         let Some(c) = catcher else {
                             return Err(f);
                         };
                         let err_obj = json!({"Error": f.error, "Cause": f.cause});
                         let output = match &c.result_path {
                             None => input,
-                            Some(p) => p.insert(input, err_obj).map_err(|m| Failure::new("States.ResultPathMatchFailure", m))?,
+                            Some(p) => p
+                                .insert(input, err_obj)
+                                .map_err(|m| Failure::new("States.ResultPathMatchFailure", m))?,
                         };
-                        self.event(&format!("{type_name}StateExited"), Some(&name), json!({"name": name, "output": output}));
+                        self.event(
+                            &format!("{type_name}StateExited"),
+                            Some(&name),
+                            json!({"name": name, "output": output}),
+                        );
                         name = c.next.clone();
                         input = output;
                         if top {
-                            self.checkpoint(&Cursor { state: name.clone(), input: input.clone(), wait_until: None })?;
+                            self.checkpoint(&Cursor {
+                                state: name.clone(),
+                                input: input.clone(),
+                                wait_until: None,
+                            })?;
                         }
                     }
                 }
@@ -218,16 +264,21 @@ impl Run {
         let effective = match &state.input_path {
             None => Value::Object(Map::new()),
             Some(p) if p.is_root() => raw.clone(),
-            Some(p) => p
-                .select(raw)
-                .ok_or_else(|| runtime(format!("Invalid path '{p}': the InputPath of state '{}' matched nothing", state.name)))?,
+            Some(p) => p.select(raw).ok_or_else(|| {
+                runtime(format!(
+                    "Invalid path '{p}': the InputPath of state '{}' matched nothing",
+                    state.name
+                ))
+            })?,
         };
         let ctx_for = |retry: u32| self.context(&state.name, entered, retry, item);
         match &state.kind {
             Kind::Pass { result } => {
                 let r = match (result, &state.parameters) {
                     (Some(r), _) => r.clone(),
-                    (None, Some(t)) => t.apply(&effective, &ctx_for(0)).map_err(|e| from_apply(e, "Parameters"))?,
+                    (None, Some(t)) => t
+                        .apply(&effective, &ctx_for(0))
+                        .map_err(|e| from_apply(e, "Parameters"))?,
                     (None, None) => effective,
                 };
                 self.finish_state(state, raw, r, None)
@@ -240,7 +291,9 @@ impl Run {
                         Some(StrSource::Fixed(x)) => Ok(Some(x.clone())),
                         Some(StrSource::Path(p)) => match self.select(p, raw, &ctx_for(0)) {
                             Some(Value::String(x)) => Ok(Some(x)),
-                            Some(other) => Err(runtime(format!("{what} {p} is not a string: {other}"))),
+                            Some(other) => {
+                                Err(runtime(format!("{what} {p} is not a string: {other}")))
+                            }
                             None => Err(runtime(format!("{what} {p} matched nothing"))),
                         },
                     }
@@ -252,14 +305,20 @@ impl Run {
             Kind::Choice { choices, default } => {
                 for (rule, next) in choices {
                     if choice::eval(rule, &effective).map_err(runtime)? {
-                        return Ok(Step::Next(next.clone(), self.output_path(state, effective)?));
+                        return Ok(Step::Next(
+                            next.clone(),
+                            self.output_path(state, effective)?,
+                        ));
                     }
                 }
                 match default {
                     Some(d) => Ok(Step::Next(d.clone(), self.output_path(state, effective)?)),
                     None => Err(Failure::new(
                         "States.NoChoiceMatched",
-                        format!("no choice rule of state '{}' matched and it has no Default", state.name),
+                        format!(
+                            "no choice rule of state '{}' matched and it has no Default",
+                            state.name
+                        ),
                     )),
                 }
             }
@@ -274,18 +333,36 @@ impl Run {
                                 let s = v.as_u64().unwrap_or(0).min(99_999_999);
                                 entered + chrono::Duration::seconds(s as i64)
                             }
-                            Some(v) => return Err(runtime(format!("SecondsPath {p} must be a non-negative integer, got {v}"))),
-                            None => return Err(runtime(format!("SecondsPath {p} matched nothing"))),
+                            Some(v) => {
+                                return Err(runtime(format!(
+                                    "SecondsPath {p} must be a non-negative integer, got {v}"
+                                )));
+                            }
+                            None => {
+                                return Err(runtime(format!("SecondsPath {p} matched nothing")));
+                            }
                         },
-                        WaitFor::TimestampPath(p) => match p.select_ref(&effective).and_then(Value::as_str).and_then(choice::parse_timestamp) {
+                        WaitFor::TimestampPath(p) => match p
+                            .select_ref(&effective)
+                            .and_then(Value::as_str)
+                            .and_then(choice::parse_timestamp)
+                        {
                             Some(t) => t.with_timezone(&Utc),
-                            None => return Err(runtime(format!("TimestampPath {p} must point to an RFC 3339 timestamp"))),
+                            None => {
+                                return Err(runtime(format!(
+                                    "TimestampPath {p} must point to an RFC 3339 timestamp"
+                                )));
+                            }
                         },
                     },
                 };
                 if top {
                     // Checkpoint the wake-up time: a restart resumes the same Wait, not a new one.
-                    self.checkpoint(&Cursor { state: state.name.clone(), input: raw.clone(), wait_until: Some(until) })?;
+                    self.checkpoint(&Cursor {
+                        state: state.name.clone(),
+                        input: raw.clone(),
+                        wait_until: Some(until),
+                    })?;
                 }
                 let left = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 if !left.is_zero() {
@@ -300,20 +377,29 @@ impl Run {
                     let ctx = ctx_for(retry_count);
                     let result = match &state.kind {
                         Kind::Task { .. } => self.run_task(state, &effective, &ctx).await,
-                        Kind::Parallel { branches } => self.run_parallel(state, branches, &effective, &ctx).await,
+                        Kind::Parallel { branches } => {
+                            self.run_parallel(state, branches, &effective, &ctx).await
+                        }
                         Kind::Map(_) => self.run_map(state, &effective, &ctx).await,
                         _ => unreachable!("only Task, Parallel and Map retry"),
                     };
                     match result {
                         Ok(r) => {
                             let r = match &state.result_selector {
-                                Some(t) => t.apply(&r, &ctx).map_err(|e| from_apply(e, "ResultSelector"))?,
+                                Some(t) => t
+                                    .apply(&r, &ctx)
+                                    .map_err(|e| from_apply(e, "ResultSelector"))?,
                                 None => r,
                             };
                             return self.finish_state(state, raw, r, None);
                         }
                         Err(f) => {
-                            let Some((i, r)) = state.retry.iter().enumerate().find(|(_, r)| error_matches(&r.errors, &f.error)) else {
+                            let Some((i, r)) = state
+                                .retry
+                                .iter()
+                                .enumerate()
+                                .find(|(_, r)| error_matches(&r.errors, &f.error))
+                            else {
                                 return Err(f);
                             };
                             if attempts[i] >= r.max_attempts {
@@ -331,16 +417,23 @@ impl Run {
     }
 
     fn select(&self, p: &Path, data: &Value, ctx: &Value) -> Option<Value> {
-        if p.root == Root::Context { p.select(ctx) } else { p.select(data) }
+        if p.root == Root::Context {
+            p.select(ctx)
+        } else {
+            p.select(data)
+        }
     }
 
     fn output_path(&self, state: &State, v: Value) -> Result<Value, Failure> {
         match &state.output_path {
             None => Ok(Value::Object(Map::new())),
             Some(p) if p.is_root() => Ok(v),
-            Some(p) => p
-                .select(&v)
-                .ok_or_else(|| runtime(format!("Invalid path '{p}': the OutputPath of state '{}' matched nothing", state.name))),
+            Some(p) => p.select(&v).ok_or_else(|| {
+                runtime(format!(
+                    "Invalid path '{p}': the OutputPath of state '{}' matched nothing",
+                    state.name
+                ))
+            }),
         }
     }
 
@@ -352,7 +445,13 @@ impl Run {
     }
 
     /// ResultPath then OutputPath, then the transition.
-    fn finish_state(&self, state: &State, raw: &Value, result: Value, _: Option<()>) -> Result<Step, Failure> {
+    fn finish_state(
+        &self,
+        state: &State,
+        raw: &Value,
+        result: Value,
+        _: Option<()>,
+    ) -> Result<Step, Failure> {
         let combined = match &state.result_path {
             None => raw.clone(),
             Some(p) if p.is_root() => result,
@@ -364,19 +463,41 @@ impl Run {
         self.next_or_end(state, out)
     }
 
-    async fn run_task(&self, state: &State, effective: &Value, ctx: &Value) -> Result<Value, Failure> {
-        let Kind::Task { resource, lambda_invoke, timeout, .. } = &state.kind else {
+    async fn run_task(
+        &self,
+        state: &State,
+        effective: &Value,
+        ctx: &Value,
+    ) -> Result<Value, Failure> {
+        let Kind::Task {
+            resource,
+            lambda_invoke,
+            timeout,
+            ..
+        } = &state.kind
+        else {
             return Err(runtime("not a task"));
         };
         let task_input = match &state.parameters {
-            Some(t) => t.apply(effective, ctx).map_err(|e| from_apply(e, "Parameters"))?,
+            Some(t) => t
+                .apply(effective, ctx)
+                .map_err(|e| from_apply(e, "Parameters"))?,
             None => effective.clone(),
         };
         let (target, payload) = if *lambda_invoke {
-            let f = task_input.get("FunctionName").and_then(Value::as_str).ok_or_else(|| {
-                Failure::new("States.Runtime", "lambda:invoke needs Parameters.FunctionName (a string)")
-            })?;
-            (f.to_string(), task_input.get("Payload").cloned().unwrap_or(Value::Null))
+            let f = task_input
+                .get("FunctionName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    Failure::new(
+                        "States.Runtime",
+                        "lambda:invoke needs Parameters.FunctionName (a string)",
+                    )
+                })?;
+            (
+                f.to_string(),
+                task_input.get("Payload").cloned().unwrap_or(Value::Null),
+            )
         } else {
             (resource.clone(), task_input.clone())
         };
@@ -385,11 +506,23 @@ impl Run {
             Seconds::Fixed(n) => Some(Duration::from_secs(*n)),
             Seconds::Path(p) => match p.select_ref(effective).and_then(Value::as_u64) {
                 Some(n) if n > 0 => Some(Duration::from_secs(n)),
-                _ => return Err(runtime(format!("TimeoutSecondsPath {p} must be a positive integer"))),
+                _ => {
+                    return Err(runtime(format!(
+                        "TimeoutSecondsPath {p} must be a positive integer"
+                    )));
+                }
             },
         };
-        self.event("TaskScheduled", Some(&state.name), json!({"resource": resource, "parameters": task_input}));
-        self.event("TaskStarted", Some(&state.name), json!({"resource": resource}));
+        self.event(
+            "TaskScheduled",
+            Some(&state.name),
+            json!({"resource": resource, "parameters": task_input}),
+        );
+        self.event(
+            "TaskStarted",
+            Some(&state.name),
+            json!({"resource": resource}),
+        );
         let retry_count = ctx["State"]["RetryCount"].as_u64().unwrap_or(0) as u32;
         let call = self.invoker.invoke(
             &target,
@@ -406,7 +539,11 @@ impl Run {
                 Ok(r) => r,
                 Err(_) => {
                     let cause = format!("the task did not finish within {} s", t.as_secs());
-                    self.event("TaskTimedOut", Some(&state.name), json!({"error": "States.Timeout", "cause": cause}));
+                    self.event(
+                        "TaskTimedOut",
+                        Some(&state.name),
+                        json!({"error": "States.Timeout", "cause": cause}),
+                    );
                     return Err(Failure::new("States.Timeout", cause));
                 }
             },
@@ -414,7 +551,11 @@ impl Run {
         };
         match outcome {
             Ok(out) => {
-                self.event("TaskSucceeded", Some(&state.name), json!({"resource": resource, "output": out}));
+                self.event(
+                    "TaskSucceeded",
+                    Some(&state.name),
+                    json!({"resource": resource, "output": out}),
+                );
                 Ok(if *lambda_invoke {
                     json!({
                         "ExecutedVersion": "$LATEST",
@@ -428,15 +569,27 @@ impl Run {
                 })
             }
             Err(TaskFailure { error, cause }) => {
-                self.event("TaskFailed", Some(&state.name), json!({"resource": resource, "error": error, "cause": cause}));
+                self.event(
+                    "TaskFailed",
+                    Some(&state.name),
+                    json!({"resource": resource, "error": error, "cause": cause}),
+                );
                 Err(Failure { error, cause })
             }
         }
     }
 
-    async fn run_parallel(&self, state: &State, branches: &[Branch], effective: &Value, ctx: &Value) -> Result<Value, Failure> {
+    async fn run_parallel(
+        &self,
+        state: &State,
+        branches: &[Branch],
+        effective: &Value,
+        ctx: &Value,
+    ) -> Result<Value, Failure> {
         let input = match &state.parameters {
-            Some(t) => t.apply(effective, ctx).map_err(|e| from_apply(e, "Parameters"))?,
+            Some(t) => t
+                .apply(effective, ctx)
+                .map_err(|e| from_apply(e, "Parameters"))?,
             None => effective.clone(),
         };
         self.event("ParallelStateStarted", Some(&state.name), json!({}));
@@ -451,13 +604,22 @@ impl Run {
                 Ok(Value::Array(outs))
             }
             Err(f) => {
-                self.event("ParallelStateFailed", Some(&state.name), json!({"error": f.error, "cause": f.cause}));
+                self.event(
+                    "ParallelStateFailed",
+                    Some(&state.name),
+                    json!({"error": f.error, "cause": f.cause}),
+                );
                 Err(f)
             }
         }
     }
 
-    async fn run_map(&self, state: &State, effective: &Value, ctx: &Value) -> Result<Value, Failure> {
+    async fn run_map(
+        &self,
+        state: &State,
+        effective: &Value,
+        ctx: &Value,
+    ) -> Result<Value, Failure> {
         let Kind::Map(spec) = &state.kind else {
             return Err(runtime("not a map"));
         };
@@ -468,7 +630,10 @@ impl Run {
                 .ok_or_else(|| runtime(format!("ItemsPath {p} matched nothing")))?,
         };
         let Value::Array(items) = items else {
-            return Err(runtime(format!("the ItemsPath of Map state '{}' must select an array", state.name)));
+            return Err(runtime(format!(
+                "the ItemsPath of Map state '{}' must select an array",
+                state.name
+            )));
         };
         let concurrency = match &spec.max_concurrency {
             Seconds::None => usize::MAX,
@@ -476,7 +641,11 @@ impl Run {
             Seconds::Path(p) => match p.select_ref(effective).and_then(Value::as_u64) {
                 Some(0) => usize::MAX,
                 Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-                None => return Err(runtime(format!("MaxConcurrencyPath {p} must be a non-negative integer"))),
+                None => {
+                    return Err(runtime(format!(
+                        "MaxConcurrencyPath {p} must be a non-negative integer"
+                    )));
+                }
             },
         }
         .max(1);
@@ -490,13 +659,18 @@ impl Run {
                 c
             };
             inputs.push(match &spec.item_selector {
-                Some(t) => t.apply(effective, &item_ctx).map_err(|e| from_apply(e, "ItemSelector"))?,
+                Some(t) => t
+                    .apply(effective, &item_ctx)
+                    .map_err(|e| from_apply(e, "ItemSelector"))?,
                 None => item.clone(),
             });
         }
         if let Some(b) = &spec.batcher {
             let batch_input = match &b.batch_input {
-                Some(t) => Some(t.apply(effective, ctx).map_err(|e| from_apply(e, "ItemBatcher.BatchInput"))?),
+                Some(t) => Some(
+                    t.apply(effective, ctx)
+                        .map_err(|e| from_apply(e, "ItemBatcher.BatchInput"))?,
+                ),
                 None => None,
             };
             let mut batches = Vec::new();
@@ -505,7 +679,9 @@ impl Run {
             for v in inputs {
                 let size = v.to_string().len() as u64;
                 let full_items = b.max_items.is_some_and(|m| cur.len() as u64 >= m);
-                let full_bytes = b.max_bytes.is_some_and(|m| !cur.is_empty() && cur_bytes + size > m);
+                let full_bytes = b
+                    .max_bytes
+                    .is_some_and(|m| !cur.is_empty() && cur_bytes + size > m);
                 if full_items || full_bytes {
                     batches.push(std::mem::take(&mut cur));
                     cur_bytes = 0;
@@ -529,19 +705,42 @@ impl Run {
                 .collect();
         }
         let total = inputs.len();
-        self.event("MapStateStarted", Some(&state.name), json!({"length": total}));
+        self.event(
+            "MapStateStarted",
+            Some(&state.name),
+            json!({"length": total}),
+        );
         let tolerant = spec.tolerated_count.is_some() || spec.tolerated_percent.is_some();
         let processor = &spec.processor;
         let mut stream = futures::stream::iter(inputs.into_iter().enumerate().map(|(i, input)| {
             let item_value = items.get(i).cloned().unwrap_or(Value::Null);
             async move {
-                self.event("MapIterationStarted", Some(&state.name), json!({"index": i, "name": state.name}));
+                self.event(
+                    "MapIterationStarted",
+                    Some(&state.name),
+                    json!({"index": i, "name": state.name}),
+                );
                 let r = self
-                    .run_branch(processor, processor.start_at.clone(), input, false, Some((i, item_value)), None)
+                    .run_branch(
+                        processor,
+                        processor.start_at.clone(),
+                        input,
+                        false,
+                        Some((i, item_value)),
+                        None,
+                    )
                     .await;
                 match &r {
-                    Ok(_) => self.event("MapIterationSucceeded", Some(&state.name), json!({"index": i, "name": state.name})),
-                    Err(_) => self.event("MapIterationFailed", Some(&state.name), json!({"index": i, "name": state.name})),
+                    Ok(_) => self.event(
+                        "MapIterationSucceeded",
+                        Some(&state.name),
+                        json!({"index": i, "name": state.name}),
+                    ),
+                    Err(_) => self.event(
+                        "MapIterationFailed",
+                        Some(&state.name),
+                        json!({"index": i, "name": state.name}),
+                    ),
                 };
                 (i, r)
             }
@@ -554,7 +753,11 @@ impl Run {
                 Ok(v) => results[i] = v,
                 Err(f) => {
                     if !tolerant {
-                        self.event("MapStateFailed", Some(&state.name), json!({"error": f.error, "cause": f.cause}));
+                        self.event(
+                            "MapStateFailed",
+                            Some(&state.name),
+                            json!({"error": f.error, "cause": f.cause}),
+                        );
                         return Err(f);
                     }
                     failed += 1;
@@ -569,12 +772,25 @@ impl Run {
                 .is_none_or(|p| (failed as f64) * 100.0 / (total.max(1) as f64) > p);
             // Exceeded when every configured tolerance is exceeded.
             if over_count && over_pct {
-                let cause = format!("{failed} of {total} iterations failed, more than the tolerated failures");
-                self.event("MapStateFailed", Some(&state.name), json!({"error": "States.ExceedToleratedFailureThreshold", "cause": cause}));
-                return Err(Failure::new("States.ExceedToleratedFailureThreshold", cause));
+                let cause = format!(
+                    "{failed} of {total} iterations failed, more than the tolerated failures"
+                );
+                self.event(
+                    "MapStateFailed",
+                    Some(&state.name),
+                    json!({"error": "States.ExceedToleratedFailureThreshold", "cause": cause}),
+                );
+                return Err(Failure::new(
+                    "States.ExceedToleratedFailureThreshold",
+                    cause,
+                ));
             }
         }
-        self.event("MapStateSucceeded", Some(&state.name), json!({"length": total}));
+        self.event(
+            "MapStateSucceeded",
+            Some(&state.name),
+            json!({"length": total}),
+        );
         Ok(Value::Array(results))
     }
 }

@@ -141,11 +141,14 @@ impl Parser<'_> {
             return Err(self.err("intrinsic calls nested too deep"));
         }
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'.') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'.')
+        {
             self.i += 1;
         }
         let name = &self.text[start..self.i];
-        let func = Func::by_name(name).ok_or_else(|| self.err(&format!("unknown intrinsic function {name:?}")))?;
+        let func = Func::by_name(name)
+            .ok_or_else(|| self.err(&format!("unknown intrinsic function {name:?}")))?;
         self.ws();
         if self.s.get(self.i) != Some(&b'(') {
             return Err(self.err("expected '('"));
@@ -175,16 +178,26 @@ impl Parser<'_> {
             return Err(format!(
                 "{:?}: {name} takes {} argument(s), got {}",
                 self.text,
-                if lo == hi { lo.to_string() } else if hi == usize::MAX { format!("at least {lo}") } else { format!("{lo} to {hi}") },
+                if lo == hi {
+                    lo.to_string()
+                } else if hi == usize::MAX {
+                    format!("at least {lo}")
+                } else {
+                    format!("{lo} to {hi}")
+                },
                 args.len()
             ));
         }
-        if func == Func::Format {
-            if let Some(Arg::Literal(Value::String(t))) = args.first() {
-                let holes = count_placeholders(t);
-                if holes != args.len() - 1 {
-                    return Err(format!("{:?}: the template has {holes} '{{}}' but {} argument(s) follow", self.text, args.len() - 1));
-                }
+        if func == Func::Format
+            && let Some(Arg::Literal(Value::String(t))) = args.first()
+        {
+            let holes = count_placeholders(t);
+            if holes != args.len() - 1 {
+                return Err(format!(
+                    "{:?}: the template has {holes} '{{}}' but {} argument(s) follow",
+                    self.text,
+                    args.len() - 1
+                ));
             }
         }
         self.depth -= 1;
@@ -212,7 +225,11 @@ impl Parser<'_> {
                                     out.push(n as char);
                                 }
                                 b'\'' | b'\\' => out.push(n as char),
-                                _ => return Err(self.err("unknown escape (use \\', \\\\, \\{ or \\})")),
+                                _ => {
+                                    return Err(
+                                        self.err("unknown escape (use \\', \\\\, \\{ or \\})")
+                                    );
+                                }
                             }
                             self.i += 2;
                         }
@@ -313,7 +330,10 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             Some(n) => Ok(n),
             None => match v.as_f64() {
                 Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(f as i64),
-                _ => Err(format!("{:?}: {what} must be an integer, got {v}", call.func)),
+                _ => Err(format!(
+                    "{:?}: {what} must be an integer, got {v}",
+                    call.func
+                )),
             },
         }
     };
@@ -348,7 +368,10 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                     match v {
                         Value::String(s) => out.push_str(s),
                         Value::Object(_) | Value::Array(_) => {
-                            return fail(call, "arguments must be strings, numbers, booleans or null");
+                            return fail(
+                                call,
+                                "arguments must be strings, numbers, booleans or null",
+                            );
                         }
                         other => out.push_str(&other.to_string()),
                     }
@@ -378,14 +401,22 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                 return fail(call, "the chunk size must be positive");
             }
             let size = usize::try_from(size).unwrap_or(usize::MAX);
-            Ok(Value::Array(a.chunks(size.max(1)).map(|c| Value::Array(c.to_vec())).collect()))
+            Ok(Value::Array(
+                a.chunks(size.max(1))
+                    .map(|c| Value::Array(c.to_vec()))
+                    .collect(),
+            ))
         }
         Func::ArrayContains => {
             let a = array(&args[0], "the first argument")?;
             Ok(Value::Bool(a.contains(&args[1])))
         }
         Func::ArrayRange => {
-            let (start, end, step) = (int(&args[0], "start")?, int(&args[1], "end")?, int(&args[2], "step")?);
+            let (start, end, step) = (
+                int(&args[0], "start")?,
+                int(&args[1], "end")?,
+                int(&args[2], "step")?,
+            );
             if step == 0 {
                 return fail(call, "step must not be 0");
             }
@@ -395,9 +426,14 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                 (end.abs_diff(start) / step.unsigned_abs()) + 1
             };
             if count > MAX_ARRAY as u64 {
-                return fail(call, format!("the range has {count} items; at most {MAX_ARRAY}"));
+                return fail(
+                    call,
+                    format!("the range has {count} items; at most {MAX_ARRAY}"),
+                );
             }
-            Ok(Value::Array((0..count as i64).map(|k| json!(start + k * step)).collect()))
+            Ok(Value::Array(
+                (0..count as i64).map(|k| json!(start + k * step)).collect(),
+            ))
         }
         Func::ArrayGetItem => {
             let a = array(&args[0], "the first argument")?;
@@ -405,7 +441,13 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             usize::try_from(i)
                 .ok()
                 .and_then(|i| a.get(i).cloned())
-                .ok_or_else(|| format!("{:?}: index {i} is out of range (length {})", call.func, a.len()))
+                .ok_or_else(|| {
+                    format!(
+                        "{:?}: index {i} is out of range (length {})",
+                        call.func,
+                        a.len()
+                    )
+                })
         }
         Func::ArrayLength => Ok(json!(array(&args[0], "the argument")?.len())),
         Func::ArrayUnique => {
@@ -423,7 +465,9 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             if s.chars().count() > MAX_STRING {
                 return fail(call, format!("input over {MAX_STRING} characters"));
             }
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s)))
+            Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(s),
+            ))
         }
         Func::Base64Decode => {
             let s = string(&args[0], "the argument")?;
@@ -433,7 +477,9 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s.as_bytes())
                 .or_else(|e| fail(call, format!("not base64: {e}")))?;
-            String::from_utf8(bytes).map(Value::String).or_else(|_| fail(call, "decoded bytes are not UTF-8"))
+            String::from_utf8(bytes)
+                .map(Value::String)
+                .or_else(|_| fail(call, "decoded bytes are not UTF-8"))
         }
         Func::Hash => {
             let data = match &args[0] {
@@ -450,7 +496,14 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                 "SHA-256" => hex::encode(sha2::Sha256::digest(data.as_bytes())),
                 "SHA-384" => hex::encode(sha2::Sha384::digest(data.as_bytes())),
                 "SHA-512" => hex::encode(sha2::Sha512::digest(data.as_bytes())),
-                other => return fail(call, format!("unknown algorithm {other:?} (MD5, SHA-1, SHA-256, SHA-384, SHA-512)")),
+                other => {
+                    return fail(
+                        call,
+                        format!(
+                            "unknown algorithm {other:?} (MD5, SHA-1, SHA-256, SHA-384, SHA-512)"
+                        ),
+                    );
+                }
             };
             Ok(Value::String(hex))
         }
@@ -459,7 +512,10 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                 return fail(call, "the first two arguments must be objects");
             };
             if args[2] != Value::Bool(false) {
-                return fail(call, "only shallow merges are supported: the third argument must be false");
+                return fail(
+                    call,
+                    "only shallow merges are supported: the third argument must be false",
+                );
             }
             let mut out = a.clone();
             for (k, v) in b {
@@ -483,8 +539,13 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             Ok(json!(n))
         }
         Func::MathAdd => {
-            let (a, b) = (int(&args[0], "the first number")?, int(&args[1], "the second number")?);
-            a.checked_add(b).map(|n| json!(n)).ok_or_else(|| format!("{:?}: overflow", call.func))
+            let (a, b) = (
+                int(&args[0], "the first number")?,
+                int(&args[1], "the second number")?,
+            );
+            a.checked_add(b)
+                .map(|n| json!(n))
+                .ok_or_else(|| format!("{:?}: overflow", call.func))
         }
         Func::StringSplit => {
             let s = string(&args[0], "the string")?;
@@ -513,14 +574,54 @@ mod tests {
 
     #[test]
     fn documented_examples() {
-        assert_eq!(run("States.Format('Hello, my name is {}.', $.name)", json!({"name": "Arnav"})).unwrap(), json!("Hello, my name is Arnav."));
-        assert_eq!(run("States.ArrayPartition($.a, 4)", json!({"a": [1,2,3,4,5,6,7,8,9]})).unwrap(), json!([[1,2,3,4],[5,6,7,8],[9]]));
-        assert_eq!(run("States.ArrayRange(1, 9, 2)", json!({})).unwrap(), json!([1,3,5,7,9]));
-        assert_eq!(run("States.StringSplit('This.is+a,test=string', '.+,=')", json!({})).unwrap(), json!(["This","is","a","test","string"]));
-        assert_eq!(run("States.Base64Encode('Data to encode')", json!({})).unwrap(), json!("RGF0YSB0byBlbmNvZGU="));
-        assert_eq!(run("States.Hash('input data', 'SHA-1')", json!({})).unwrap(), json!("aaff4a450a104cd177d28d18d74485e8cae074b7"));
-        assert_eq!(run("States.MathAdd(111, -1)", json!({})).unwrap(), json!(110));
-        assert_eq!(run("States.Format('{} \\{x\\}', States.ArrayLength(States.Array(1, 2)))", json!({})).unwrap(), json!("2 {x}"));
+        assert_eq!(
+            run(
+                "States.Format('Hello, my name is {}.', $.name)",
+                json!({"name": "Arnav"})
+            )
+            .unwrap(),
+            json!("Hello, my name is Arnav.")
+        );
+        assert_eq!(
+            run(
+                "States.ArrayPartition($.a, 4)",
+                json!({"a": [1,2,3,4,5,6,7,8,9]})
+            )
+            .unwrap(),
+            json!([[1, 2, 3, 4], [5, 6, 7, 8], [9]])
+        );
+        assert_eq!(
+            run("States.ArrayRange(1, 9, 2)", json!({})).unwrap(),
+            json!([1, 3, 5, 7, 9])
+        );
+        assert_eq!(
+            run(
+                "States.StringSplit('This.is+a,test=string', '.+,=')",
+                json!({})
+            )
+            .unwrap(),
+            json!(["This", "is", "a", "test", "string"])
+        );
+        assert_eq!(
+            run("States.Base64Encode('Data to encode')", json!({})).unwrap(),
+            json!("RGF0YSB0byBlbmNvZGU=")
+        );
+        assert_eq!(
+            run("States.Hash('input data', 'SHA-1')", json!({})).unwrap(),
+            json!("aaff4a450a104cd177d28d18d74485e8cae074b7")
+        );
+        assert_eq!(
+            run("States.MathAdd(111, -1)", json!({})).unwrap(),
+            json!(110)
+        );
+        assert_eq!(
+            run(
+                "States.Format('{} \\{x\\}', States.ArrayLength(States.Array(1, 2)))",
+                json!({})
+            )
+            .unwrap(),
+            json!("2 {x}")
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use model::{StateMachine, ValidationError, ValidationErrors};
-pub use store::{Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore};
+pub use store::{
+    Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
+};
 
 use exec::{Events, Failure, Run};
 
@@ -67,7 +69,12 @@ use exec::{Events, Failure, Run};
 pub trait TaskInvoker: Send + Sync + 'static {
     /// `resource` is the Task's Resource (for `lambda:invoke`, the FunctionName; the engine
     /// wraps the result in AWS's shape).
-    async fn invoke(&self, resource: &str, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure>;
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        ctx: TaskContext,
+    ) -> Result<Value, TaskFailure>;
 }
 
 /// What a task knows about where it runs.
@@ -186,7 +193,9 @@ pub enum EngineError {
     ExecutionDoesNotExist(String),
     #[error("state machine does not exist: {0}")]
     StateMachineDoesNotExist(String),
-    #[error("invalid name {0:?}: 1 to 80 characters, no whitespace, no < > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /")]
+    #[error(
+        "invalid name {0:?}: 1 to 80 characters, no whitespace, no < > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /"
+    )]
     InvalidName(String),
     #[error("invalid definition: {0}")]
     InvalidDefinition(#[from] ValidationErrors),
@@ -241,7 +250,11 @@ impl Engine {
     }
 
     /// Registers (or replaces) a state machine under `name`; returns its ARN.
-    pub async fn create_state_machine(&self, name: &str, machine: StateMachine) -> Result<String, EngineError> {
+    pub async fn create_state_machine(
+        &self,
+        name: &str,
+        machine: StateMachine,
+    ) -> Result<String, EngineError> {
         if !valid_name(name) {
             return Err(EngineError::InvalidName(name.to_string()));
         }
@@ -269,11 +282,17 @@ impl Engine {
             .get(state_machine_arn)
             .cloned()
             .ok_or_else(|| EngineError::StateMachineDoesNotExist(state_machine_arn.to_string()))?;
-        let name = name.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         if !valid_name(&name) {
             return Err(EngineError::InvalidName(name));
         }
-        let sm_name = state_machine_arn.rsplit(':').next().unwrap_or("").to_string();
+        let sm_name = state_machine_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
         let arn = format!("{ARN_PREFIX}:execution:{sm_name}:{name}");
         let start = Utc::now();
         let rec = ExecutionRecord {
@@ -314,13 +333,21 @@ impl Engine {
             arn: rec.execution_arn.clone(),
             name: rec.name.clone(),
             state_machine_arn: rec.state_machine_arn.clone(),
-            state_machine_name: rec.state_machine_arn.rsplit(':').next().unwrap_or("").to_string(),
+            state_machine_name: rec
+                .state_machine_arn
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .to_string(),
             machine,
             input: rec.input.clone(),
             start: rec.start_date,
             invoker: self.inner.invoker.clone(),
             store: self.inner.store.clone(),
-            events: Mutex::new(Events { pending: Vec::new(), next_id: next_event_id }),
+            events: Mutex::new(Events {
+                pending: Vec::new(),
+                next_id: next_event_id,
+            }),
             cancel: CancellationToken::new(),
             stop_reason: Mutex::new(None),
         });
@@ -329,7 +356,9 @@ impl Engine {
         let r = run.clone();
         // Hold the lock across spawn so the task cannot finish (and remove itself) before it
         // is registered.
-        let Ok(mut running) = self.inner.running.lock() else { return };
+        let Ok(mut running) = self.inner.running.lock() else {
+            return;
+        };
         let task = tokio::spawn(async move {
             drive(inner.clone(), r.clone(), rec).await;
             if let Ok(mut m) = inner.running.lock() {
@@ -337,11 +366,21 @@ impl Engine {
             }
             let _ = done_tx.send(true);
         });
-        running.insert(run.arn.clone(), Running { run, done: done_rx, task });
+        running.insert(
+            run.arn.clone(),
+            Running {
+                run,
+                done: done_rx,
+                task,
+            },
+        );
     }
 
     /// DescribeExecution.
-    pub async fn describe_execution(&self, execution_arn: &str) -> Result<ExecutionDescription, EngineError> {
+    pub async fn describe_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<ExecutionDescription, EngineError> {
         self.inner
             .store
             .get(execution_arn)?
@@ -351,7 +390,12 @@ impl Engine {
 
     /// StopExecution: the execution ends ABORTED; its running tasks and branches are
     /// cancelled. Stopping one that already ended does nothing.
-    pub async fn stop_execution(&self, execution_arn: &str, error: Option<&str>, cause: Option<&str>) -> Result<(), EngineError> {
+    pub async fn stop_execution(
+        &self,
+        execution_arn: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<(), EngineError> {
         let rec = self
             .inner
             .store
@@ -399,9 +443,14 @@ impl Engine {
     }
 
     /// GetExecutionHistory.
-    pub async fn get_execution_history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
+    pub async fn get_execution_history(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<HistoryEvent>, EngineError> {
         if self.inner.store.get(execution_arn)?.is_none() {
-            return Err(EngineError::ExecutionDoesNotExist(execution_arn.to_string()));
+            return Err(EngineError::ExecutionDoesNotExist(
+                execution_arn.to_string(),
+            ));
         }
         let mut events = self.inner.store.history(execution_arn)?;
         // Events since the last checkpoint of a running execution.
@@ -415,7 +464,10 @@ impl Engine {
     }
 
     /// Waits until the execution is no longer RUNNING here and describes it.
-    pub async fn wait_for_completion(&self, execution_arn: &str) -> Result<ExecutionDescription, EngineError> {
+    pub async fn wait_for_completion(
+        &self,
+        execution_arn: &str,
+    ) -> Result<ExecutionDescription, EngineError> {
         let done = self
             .inner
             .running
@@ -499,7 +551,14 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         .inner
         .timeout_seconds
         .map(|s| rec.start_date + chrono::Duration::seconds(s as i64));
-    let body = run.run_branch(&run.machine.inner.root, cursor.state, cursor.input, true, None, cursor.wait_until);
+    let body = run.run_branch(
+        &run.machine.inner.root,
+        cursor.state,
+        cursor.input,
+        true,
+        None,
+        cursor.wait_until,
+    );
     let timeout = async {
         match deadline {
             Some(d) => tokio::time::sleep((d - Utc::now()).to_std().unwrap_or_default()).await,
@@ -526,7 +585,12 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             // Leave it RUNNING: the last checkpoint is where it resumes. Keep the history.
             let events = run.take_events();
             if !events.is_empty()
-                && let Some(c) = inner.store.get(&run.arn).ok().flatten().and_then(|r| r.cursor)
+                && let Some(c) = inner
+                    .store
+                    .get(&run.arn)
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.cursor)
             {
                 let _ = inner.store.checkpoint(&run.arn, &c, &events);
             }
@@ -541,20 +605,34 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.status = ExecutionStatus::Failed;
             done.error = Some(f.error.clone());
             done.cause = Some(f.cause.clone());
-            ("ExecutionFailed", serde_json::json!({"error": f.error, "cause": f.cause}))
+            (
+                "ExecutionFailed",
+                serde_json::json!({"error": f.error, "cause": f.cause}),
+            )
         }
         End::TimedOut => {
             done.status = ExecutionStatus::TimedOut;
             done.error = Some("States.Timeout".into());
             done.cause = Some("the execution ran past its TimeoutSeconds".into());
-            ("ExecutionTimedOut", serde_json::json!({"error": done.error, "cause": done.cause}))
+            (
+                "ExecutionTimedOut",
+                serde_json::json!({"error": done.error, "cause": done.cause}),
+            )
         }
         End::Aborted => {
-            let (e, c) = run.stop_reason.lock().ok().and_then(|s| s.clone()).unwrap_or((None, None));
+            let (e, c) = run
+                .stop_reason
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .unwrap_or((None, None));
             done.status = ExecutionStatus::Aborted;
             done.error = e;
             done.cause = c;
-            ("ExecutionAborted", serde_json::json!({"error": done.error, "cause": done.cause}))
+            (
+                "ExecutionAborted",
+                serde_json::json!({"error": done.error, "cause": done.cause}),
+            )
         }
     };
     run.event(event, None, details);

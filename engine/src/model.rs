@@ -303,17 +303,33 @@ impl StateMachine {
         let def = substitute(&raw, substitutions, 0);
         let mut cx = Ctx { errors: Vec::new() };
         let Value::Object(top) = &def else {
-            return Err(one("definition", "the definition must be a JSON object".into()));
+            return Err(one(
+                "definition",
+                "the definition must be a JSON object".into(),
+            ));
         };
         for k in top.keys() {
-            if !["StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"].contains(&k.as_str()) {
+            if ![
+                "StartAt",
+                "States",
+                "Comment",
+                "Version",
+                "TimeoutSeconds",
+                "QueryLanguage",
+            ]
+            .contains(&k.as_str())
+            {
                 cx.err(None, k, format!("unknown top-level field {k:?}"));
             }
         }
         if let Some(q) = top.get("QueryLanguage")
             && q != "JSONPath"
         {
-            cx.err(None, "QueryLanguage", "only the JSONPath query language is supported");
+            cx.err(
+                None,
+                "QueryLanguage",
+                "only the JSONPath query language is supported",
+            );
         }
         let timeout_seconds = match top.get("TimeoutSeconds") {
             None => None,
@@ -328,7 +344,11 @@ impl StateMachine {
         let root = parse_branch(top, &mut cx, "", 0);
         let unresolved = find_unresolved(&def);
         if let Some(u) = unresolved {
-            cx.err(None, "definition", format!("unresolved substitution ${{{u}}}: pass it with --subst {u}=VALUE"));
+            cx.err(
+                None,
+                "definition",
+                format!("unresolved substitution ${{{u}}}: pass it with --subst {u}=VALUE"),
+            );
         }
         if !cx.errors.is_empty() {
             return Err(ValidationErrors(cx.errors));
@@ -363,7 +383,11 @@ impl StateMachine {
 fn collect_resources(b: &Branch, out: &mut Vec<String>) {
     for s in b.states.values() {
         match &s.kind {
-            Kind::Task { resource, lambda_invoke, .. } => {
+            Kind::Task {
+                resource,
+                lambda_invoke,
+                ..
+            } => {
                 if *lambda_invoke {
                     if let Some(Template::Object(fields)) = &s.parameters {
                         for (k, t) in fields {
@@ -418,8 +442,11 @@ fn find_unresolved(v: &Value) -> Option<String> {
             let rest = &s[start + 2..];
             let end = rest.find('}')?;
             let name = &rest[..end];
-            (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
-                .then(|| name.to_string())
+            (!name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
+            .then(|| name.to_string())
         }
         Value::Object(m) => m.values().find_map(find_unresolved),
         Value::Array(a) => a.iter().find_map(find_unresolved),
@@ -427,7 +454,12 @@ fn find_unresolved(v: &Value) -> Option<String> {
     }
 }
 
-fn parse_branch(m: &Map<String, Value>, cx: &mut Ctx, prefix: &str, depth: usize) -> Option<Branch> {
+fn parse_branch(
+    m: &Map<String, Value>,
+    cx: &mut Ctx,
+    prefix: &str,
+    depth: usize,
+) -> Option<Branch> {
     if depth > 16 {
         cx.err(None, "States", "Parallel/Map nested too deep");
         return None;
@@ -435,12 +467,20 @@ fn parse_branch(m: &Map<String, Value>, cx: &mut Ctx, prefix: &str, depth: usize
     let start_at = match m.get("StartAt") {
         Some(Value::String(s)) => s.clone(),
         _ => {
-            cx.err(None, &format!("{prefix}StartAt"), "StartAt must name a state");
+            cx.err(
+                None,
+                &format!("{prefix}StartAt"),
+                "StartAt must name a state",
+            );
             String::new()
         }
     };
     let Some(Value::Object(states)) = m.get("States") else {
-        cx.err(None, &format!("{prefix}States"), "States must be an object of states");
+        cx.err(
+            None,
+            &format!("{prefix}States"),
+            "States must be an object of states",
+        );
         return None;
     };
     if states.is_empty() {
@@ -457,7 +497,11 @@ fn parse_branch(m: &Map<String, Value>, cx: &mut Ctx, prefix: &str, depth: usize
         }
     }
     if !start_at.is_empty() && !states.contains_key(&start_at) {
-        cx.err(None, &format!("{prefix}StartAt"), format!("StartAt names {start_at:?}, which is not a state"));
+        cx.err(
+            None,
+            &format!("{prefix}StartAt"),
+            format!("StartAt names {start_at:?}, which is not a state"),
+        );
     }
     // Every transition target exists; every state is reachable from StartAt.
     let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -477,7 +521,11 @@ fn parse_branch(m: &Map<String, Value>, cx: &mut Ctx, prefix: &str, depth: usize
         }
         for t in &targets {
             if !states.contains_key(*t) {
-                cx.err(Some(name), "Next", format!("{t:?} is not a state in this scope"));
+                cx.err(
+                    Some(name),
+                    "Next",
+                    format!("{t:?} is not a state in this scope"),
+                );
             }
         }
         edges.insert(name.as_str(), targets);
@@ -491,7 +539,10 @@ fn parse_branch(m: &Map<String, Value>, cx: &mut Ctx, prefix: &str, depth: usize
             stack.extend(ts.iter().copied());
         }
     }
-    let mut unreachable: Vec<&String> = states.keys().filter(|n| !seen.contains(n.as_str())).collect();
+    let mut unreachable: Vec<&String> = states
+        .keys()
+        .filter(|n| !seen.contains(n.as_str()))
+        .collect();
     unreachable.sort();
     for n in unreachable {
         if parsed.contains_key(n) {
@@ -504,12 +555,22 @@ fn parse_branch(m: &Map<String, Value>, cx: &mut Ctx, prefix: &str, depth: usize
     })
 }
 
-fn opt_path(m: &Map<String, Value>, field: &str, state: &str, cx: &mut Ctx, reference: bool) -> Option<Option<Path>> {
+fn opt_path(
+    m: &Map<String, Value>,
+    field: &str,
+    state: &str,
+    cx: &mut Ctx,
+    reference: bool,
+) -> Option<Option<Path>> {
     match m.get(field) {
         None => Some(Some(Path::parse("$").ok()?)),
         Some(Value::Null) => Some(None),
         Some(Value::String(s)) => {
-            let p = if reference { Path::parse_reference(s) } else { Path::parse(s) };
+            let p = if reference {
+                Path::parse_reference(s)
+            } else {
+                Path::parse(s)
+            };
             match p {
                 Ok(p) => Some(Some(p)),
                 Err(e) => {
@@ -525,10 +586,20 @@ fn opt_path(m: &Map<String, Value>, field: &str, state: &str, cx: &mut Ctx, refe
     }
 }
 
-fn path_field(m: &Map<String, Value>, field: &str, state: &str, cx: &mut Ctx, reference: bool) -> Option<Path> {
+fn path_field(
+    m: &Map<String, Value>,
+    field: &str,
+    state: &str,
+    cx: &mut Ctx,
+    reference: bool,
+) -> Option<Path> {
     match m.get(field)? {
         Value::String(s) => {
-            let p = if reference { Path::parse_reference(s) } else { Path::parse(s) };
+            let p = if reference {
+                Path::parse_reference(s)
+            } else {
+                Path::parse(s)
+            };
             p.map_err(|e| cx.err(Some(state), field, e)).ok()
         }
         _ => {
@@ -543,7 +614,11 @@ fn template(m: &Map<String, Value>, field: &str, state: &str, cx: &mut Ctx) -> O
     match Template::compile(v) {
         Ok(t) => Some(t),
         Err(e) => {
-            let f = if e.field.is_empty() { field.to_string() } else { format!("{field}.{}", e.field) };
+            let f = if e.field.is_empty() {
+                field.to_string()
+            } else {
+                format!("{field}.{}", e.field)
+            };
             cx.err(Some(state), &f, e.message);
             None
         }
@@ -554,40 +629,69 @@ fn seconds(m: &Map<String, Value>, field: &str, state: &str, cx: &mut Ctx, max: 
     let path_field_name = format!("{field}Path");
     match (m.get(field), m.get(&path_field_name)) {
         (Some(_), Some(_)) => {
-            cx.err(Some(state), field, format!("use {field} or {path_field_name}, not both"));
+            cx.err(
+                Some(state),
+                field,
+                format!("use {field} or {path_field_name}, not both"),
+            );
             Seconds::None
         }
         (Some(v), None) => match v.as_u64() {
             Some(n) if n >= 1 && n <= max => Seconds::Fixed(n),
             _ => {
-                cx.err(Some(state), field, format!("must be an integer from 1 to {max}"));
+                cx.err(
+                    Some(state),
+                    field,
+                    format!("must be an integer from 1 to {max}"),
+                );
                 Seconds::None
             }
         },
-        (None, Some(_)) => path_field(m, &path_field_name, state, cx, true).map_or(Seconds::None, Seconds::Path),
+        (None, Some(_)) => {
+            path_field(m, &path_field_name, state, cx, true).map_or(Seconds::None, Seconds::Path)
+        }
         (None, None) => Seconds::None,
     }
 }
 
 fn error_names(v: Option<&Value>, state: &str, field: &str, cx: &mut Ctx) -> Vec<String> {
     let Some(Value::Array(a)) = v else {
-        cx.err(Some(state), field, "ErrorEquals must be a non-empty array of error names");
+        cx.err(
+            Some(state),
+            field,
+            "ErrorEquals must be a non-empty array of error names",
+        );
         return Vec::new();
     };
     if a.is_empty() {
-        cx.err(Some(state), field, "ErrorEquals must be a non-empty array of error names");
+        cx.err(
+            Some(state),
+            field,
+            "ErrorEquals must be a non-empty array of error names",
+        );
     }
-    let names: Vec<String> = a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+    let names: Vec<String> = a
+        .iter()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect();
     if names.len() != a.len() {
         cx.err(Some(state), field, "error names must be strings");
     }
     for n in &names {
         if n.starts_with("States.") && !STATES_ERRORS.contains(&n.as_str()) {
-            cx.err(Some(state), field, format!("unknown predefined error {n:?}"));
+            cx.err(
+                Some(state),
+                field,
+                format!("unknown predefined error {n:?}"),
+            );
         }
     }
     if names.iter().any(|n| n == "States.ALL") && names.len() > 1 {
-        cx.err(Some(state), field, "States.ALL must appear alone in ErrorEquals");
+        cx.err(
+            Some(state),
+            field,
+            "States.ALL must appear alone in ErrorEquals",
+        );
     }
     names
 }
@@ -602,12 +706,22 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
         return None;
     };
     let Some(allowed) = allowed_fields(ty) else {
-        cx.err(Some(name), "Type", format!("unknown state type {ty:?} (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)"));
+        cx.err(
+            Some(name),
+            "Type",
+            format!(
+                "unknown state type {ty:?} (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)"
+            ),
+        );
         return None;
     };
     for k in m.keys() {
         if !allowed.contains(&k.as_str()) {
-            cx.err(Some(name), k, format!("unknown field {k:?} for a {ty} state"));
+            cx.err(
+                Some(name),
+                k,
+                format!("unknown field {k:?} for a {ty} state"),
+            );
         }
     }
     let terminal_kind = matches!(ty.as_str(), "Choice" | "Succeed" | "Fail");
@@ -651,20 +765,42 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                 continue;
             };
             for k in r.keys() {
-                if !["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"].contains(&k.as_str()) {
-                    cx.err(Some(name), &format!("{f}.{k}"), format!("unknown retrier field {k:?}"));
+                if ![
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
+                ]
+                .contains(&k.as_str())
+                {
+                    cx.err(
+                        Some(name),
+                        &format!("{f}.{k}"),
+                        format!("unknown retrier field {k:?}"),
+                    );
                 }
             }
             let errors = error_names(r.get("ErrorEquals"), name, &format!("{f}.ErrorEquals"), cx);
             if errors.iter().any(|e| e == "States.ALL") && i + 1 != rs.len() {
-                cx.err(Some(name), &format!("{f}.ErrorEquals"), "States.ALL must be in the last retrier");
+                cx.err(
+                    Some(name),
+                    &format!("{f}.ErrorEquals"),
+                    "States.ALL must be in the last retrier",
+                );
             }
             let num = |k: &str, d: f64, min: f64, cx: &mut Ctx| match r.get(k) {
                 None => d,
                 Some(v) => match v.as_f64() {
                     Some(x) if x >= min && x.is_finite() && x <= 99_999_999.0 => x,
                     _ => {
-                        cx.err(Some(name), &format!("{f}.{k}"), format!("must be a number ≥ {min}"));
+                        cx.err(
+                            Some(name),
+                            &format!("{f}.{k}"),
+                            format!("must be a number ≥ {min}"),
+                        );
                         d
                     }
                 },
@@ -672,17 +808,30 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
             let interval = num("IntervalSeconds", 1.0, 1.0, cx);
             let max_attempts = num("MaxAttempts", 3.0, 0.0, cx) as u32;
             let backoff = num("BackoffRate", 2.0, 1.0, cx);
-            let max_delay = r.get("MaxDelaySeconds").map(|_| num("MaxDelaySeconds", 1.0, 1.0, cx));
+            let max_delay = r
+                .get("MaxDelaySeconds")
+                .map(|_| num("MaxDelaySeconds", 1.0, 1.0, cx));
             let jitter_full = match r.get("JitterStrategy") {
                 None => false,
                 Some(Value::String(s)) if s == "FULL" => true,
                 Some(Value::String(s)) if s == "NONE" => false,
                 Some(_) => {
-                    cx.err(Some(name), &format!("{f}.JitterStrategy"), "must be FULL or NONE");
+                    cx.err(
+                        Some(name),
+                        &format!("{f}.JitterStrategy"),
+                        "must be FULL or NONE",
+                    );
                     false
                 }
             };
-            retry.push(Retrier { errors, interval, max_attempts, backoff, max_delay, jitter_full });
+            retry.push(Retrier {
+                errors,
+                interval,
+                max_attempts,
+                backoff,
+                max_delay,
+                jitter_full,
+            });
         }
     }
     let mut catch = Vec::new();
@@ -699,24 +848,38 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
             };
             for k in c.keys() {
                 if !["ErrorEquals", "Next", "ResultPath", "Comment"].contains(&k.as_str()) {
-                    cx.err(Some(name), &format!("{f}.{k}"), format!("unknown catcher field {k:?}"));
+                    cx.err(
+                        Some(name),
+                        &format!("{f}.{k}"),
+                        format!("unknown catcher field {k:?}"),
+                    );
                 }
             }
             let errors = error_names(c.get("ErrorEquals"), name, &format!("{f}.ErrorEquals"), cx);
             if errors.iter().any(|e| e == "States.ALL") && i + 1 != cs.len() {
-                cx.err(Some(name), &format!("{f}.ErrorEquals"), "States.ALL must be in the last catcher");
+                cx.err(
+                    Some(name),
+                    &format!("{f}.ErrorEquals"),
+                    "States.ALL must be in the last catcher",
+                );
             }
             let Some(Value::String(next)) = c.get("Next") else {
                 cx.err(Some(name), &format!("{f}.Next"), "a catcher needs Next");
                 continue;
             };
             let result_path = opt_path(c, "ResultPath", name, cx, true).unwrap_or(None);
-            catch.push(Catcher { errors, next: next.clone(), result_path });
+            catch.push(Catcher {
+                errors,
+                next: next.clone(),
+                result_path,
+            });
         }
     }
 
     let kind = match ty.as_str() {
-        "Pass" => Kind::Pass { result: m.get("Result").cloned() },
+        "Pass" => Kind::Pass {
+            result: m.get("Result").cloned(),
+        },
         "Task" => {
             let resource = match m.get("Resource") {
                 Some(Value::String(r)) if !r.is_empty() => r.clone(),
@@ -725,14 +888,21 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                     String::new()
                 }
             };
-            let lambda_invoke = resource == LAMBDA_INVOKE || resource == format!("{LAMBDA_INVOKE}.waitForTaskToken");
+            let lambda_invoke = resource == LAMBDA_INVOKE
+                || resource == format!("{LAMBDA_INVOKE}.waitForTaskToken");
             if lambda_invoke {
                 let has_fn = match m.get("Parameters") {
-                    Some(Value::Object(p)) => p.contains_key("FunctionName") || p.contains_key("FunctionName.$"),
+                    Some(Value::Object(p)) => {
+                        p.contains_key("FunctionName") || p.contains_key("FunctionName.$")
+                    }
                     _ => false,
                 };
                 if !has_fn {
-                    cx.err(Some(name), "Parameters", "lambda:invoke needs Parameters.FunctionName");
+                    cx.err(
+                        Some(name),
+                        "Parameters",
+                        "lambda:invoke needs Parameters.FunctionName",
+                    );
                 }
             }
             let timeout = seconds(m, "TimeoutSeconds", name, cx, 99_999_999);
@@ -740,9 +910,18 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
             if let (Seconds::Fixed(t), Seconds::Fixed(h)) = (&timeout, &heartbeat)
                 && h >= t
             {
-                cx.err(Some(name), "HeartbeatSeconds", "must be less than TimeoutSeconds");
+                cx.err(
+                    Some(name),
+                    "HeartbeatSeconds",
+                    "must be less than TimeoutSeconds",
+                );
             }
-            Kind::Task { resource, lambda_invoke, timeout, heartbeat }
+            Kind::Task {
+                resource,
+                lambda_invoke,
+                timeout,
+                heartbeat,
+            }
         }
         "Choice" => {
             let mut choices = Vec::new();
@@ -751,7 +930,11 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                     for (i, c) in cs.iter().enumerate() {
                         let next = c.get("Next").and_then(Value::as_str);
                         let Some(next) = next else {
-                            cx.err(Some(name), &format!("Choices[{i}].Next"), "every top-level choice rule needs Next");
+                            cx.err(
+                                Some(name),
+                                &format!("Choices[{i}].Next"),
+                                "every top-level choice rule needs Next",
+                            );
                             continue;
                         };
                         match choice::compile(c, true, 0) {
@@ -760,7 +943,11 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                         }
                     }
                 }
-                _ => cx.err(Some(name), "Choices", "a Choice state needs a non-empty Choices array"),
+                _ => cx.err(
+                    Some(name),
+                    "Choices",
+                    "a Choice state needs a non-empty Choices array",
+                ),
             }
             let default = match m.get("Default") {
                 None => None,
@@ -778,7 +965,11 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                 .filter(|k| m.contains_key(*k))
                 .collect();
             if present.len() != 1 {
-                cx.err(Some(name), "Seconds", "a Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath");
+                cx.err(
+                    Some(name),
+                    "Seconds",
+                    "a Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath",
+                );
                 return None;
             }
             match present[0] {
@@ -789,15 +980,31 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                         return None;
                     }
                 },
-                "Timestamp" => match m.get("Timestamp").and_then(Value::as_str).and_then(choice::parse_timestamp) {
+                "Timestamp" => match m
+                    .get("Timestamp")
+                    .and_then(Value::as_str)
+                    .and_then(choice::parse_timestamp)
+                {
                     Some(t) => Kind::Wait(WaitFor::Timestamp(t.with_timezone(&chrono::Utc))),
                     None => {
                         cx.err(Some(name), "Timestamp", "must be an RFC 3339 timestamp");
                         return None;
                     }
                 },
-                "SecondsPath" => Kind::Wait(WaitFor::SecondsPath(path_field(m, "SecondsPath", name, cx, true)?)),
-                _ => Kind::Wait(WaitFor::TimestampPath(path_field(m, "TimestampPath", name, cx, true)?)),
+                "SecondsPath" => Kind::Wait(WaitFor::SecondsPath(path_field(
+                    m,
+                    "SecondsPath",
+                    name,
+                    cx,
+                    true,
+                )?)),
+                _ => Kind::Wait(WaitFor::TimestampPath(path_field(
+                    m,
+                    "TimestampPath",
+                    name,
+                    cx,
+                    true,
+                )?)),
             }
         }
         "Succeed" => Kind::Succeed,
@@ -805,7 +1012,11 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
             let src = |field: &str, path_field_name: &str, cx: &mut Ctx| -> Option<StrSource> {
                 match (m.get(field), m.get(path_field_name)) {
                     (Some(_), Some(_)) => {
-                        cx.err(Some(name), field, format!("use {field} or {path_field_name}, not both"));
+                        cx.err(
+                            Some(name),
+                            field,
+                            format!("use {field} or {path_field_name}, not both"),
+                        );
                         None
                     }
                     (Some(Value::String(s)), None) => Some(StrSource::Fixed(s.clone())),
@@ -838,34 +1049,63 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                     for (i, b) in bs.iter().enumerate() {
                         match b {
                             Value::Object(bm) => {
-                                if let Some(b) = parse_branch(bm, cx, &format!("{name}.Branches[{i}]."), depth + 1) {
+                                if let Some(b) = parse_branch(
+                                    bm,
+                                    cx,
+                                    &format!("{name}.Branches[{i}]."),
+                                    depth + 1,
+                                ) {
                                     branches.push(b);
                                 }
                             }
-                            _ => cx.err(Some(name), &format!("Branches[{i}]"), "a branch must be an object"),
+                            _ => cx.err(
+                                Some(name),
+                                &format!("Branches[{i}]"),
+                                "a branch must be an object",
+                            ),
                         }
                     }
                 }
-                _ => cx.err(Some(name), "Branches", "a Parallel state needs a non-empty Branches array"),
+                _ => cx.err(
+                    Some(name),
+                    "Branches",
+                    "a Parallel state needs a non-empty Branches array",
+                ),
             }
             Kind::Parallel { branches }
         }
         "Map" => {
             if m.contains_key("ItemReader") || m.contains_key("ResultWriter") {
-                cx.err(Some(name), "ItemReader", "distributed Map (ItemReader/ResultWriter) is not supported; use an inline Map");
+                cx.err(
+                    Some(name),
+                    "ItemReader",
+                    "distributed Map (ItemReader/ResultWriter) is not supported; use an inline Map",
+                );
             }
             let proc_value = match (m.get("ItemProcessor"), m.get("Iterator")) {
                 (Some(_), Some(_)) => {
-                    cx.err(Some(name), "ItemProcessor", "use ItemProcessor or Iterator, not both");
+                    cx.err(
+                        Some(name),
+                        "ItemProcessor",
+                        "use ItemProcessor or Iterator, not both",
+                    );
                     return None;
                 }
                 (Some(p), None) | (None, Some(p)) => p,
                 (None, None) => {
-                    cx.err(Some(name), "ItemProcessor", "a Map state needs ItemProcessor (or Iterator)");
+                    cx.err(
+                        Some(name),
+                        "ItemProcessor",
+                        "a Map state needs ItemProcessor (or Iterator)",
+                    );
                     return None;
                 }
             };
-            let field = if m.contains_key("ItemProcessor") { "ItemProcessor" } else { "Iterator" };
+            let field = if m.contains_key("ItemProcessor") {
+                "ItemProcessor"
+            } else {
+                "Iterator"
+            };
             let Value::Object(pm) = proc_value else {
                 cx.err(Some(name), field, "must be an object");
                 return None;
@@ -874,17 +1114,29 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
             if let Some(cfg) = pm.remove("ProcessorConfig") {
                 let mode = cfg.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
                 if mode != "INLINE" {
-                    cx.err(Some(name), &format!("{field}.ProcessorConfig.Mode"), "only INLINE Map is supported");
+                    cx.err(
+                        Some(name),
+                        &format!("{field}.ProcessorConfig.Mode"),
+                        "only INLINE Map is supported",
+                    );
                 }
             }
             for k in pm.keys() {
                 if !["StartAt", "States", "Comment"].contains(&k.as_str()) {
-                    cx.err(Some(name), &format!("{field}.{k}"), format!("unknown field {k:?}"));
+                    cx.err(
+                        Some(name),
+                        &format!("{field}.{k}"),
+                        format!("unknown field {k:?}"),
+                    );
                 }
             }
             let processor = parse_branch(&pm, cx, &format!("{name}.{field}."), depth + 1)?;
             if m.contains_key("ItemSelector") && m.contains_key("Parameters") {
-                cx.err(Some(name), "ItemSelector", "use ItemSelector or Parameters, not both");
+                cx.err(
+                    Some(name),
+                    "ItemSelector",
+                    "use ItemSelector or Parameters, not both",
+                );
             }
             let item_selector = template(m, "ItemSelector", name, cx);
             let items_path = opt_path(m, "ItemsPath", name, cx, true).unwrap_or(None);
@@ -893,13 +1145,22 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                     Some(0) => Seconds::None,
                     Some(n) => Seconds::Fixed(n),
                     None => {
-                        cx.err(Some(name), "MaxConcurrency", "must be a non-negative integer");
+                        cx.err(
+                            Some(name),
+                            "MaxConcurrency",
+                            "must be a non-negative integer",
+                        );
                         Seconds::None
                     }
                 },
-                (None, Some(_)) => path_field(m, "MaxConcurrencyPath", name, cx, true).map_or(Seconds::None, Seconds::Path),
+                (None, Some(_)) => path_field(m, "MaxConcurrencyPath", name, cx, true)
+                    .map_or(Seconds::None, Seconds::Path),
                 (Some(_), Some(_)) => {
-                    cx.err(Some(name), "MaxConcurrency", "use MaxConcurrency or MaxConcurrencyPath, not both");
+                    cx.err(
+                        Some(name),
+                        "MaxConcurrency",
+                        "use MaxConcurrency or MaxConcurrencyPath, not both",
+                    );
                     Seconds::None
                 }
                 (None, None) => Seconds::None,
@@ -909,7 +1170,11 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                 Some(v) => match v.as_f64() {
                     Some(p) if (0.0..=100.0).contains(&p) => Some(p),
                     _ => {
-                        cx.err(Some(name), "ToleratedFailurePercentage", "must be a number from 0 to 100");
+                        cx.err(
+                            Some(name),
+                            "ToleratedFailurePercentage",
+                            "must be a number from 0 to 100",
+                        );
                         None
                     }
                 },
@@ -919,7 +1184,11 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                 Some(v) => match v.as_u64() {
                     Some(n) => Some(n),
                     None => {
-                        cx.err(Some(name), "ToleratedFailureCount", "must be a non-negative integer");
+                        cx.err(
+                            Some(name),
+                            "ToleratedFailureCount",
+                            "must be a non-negative integer",
+                        );
                         None
                     }
                 },
@@ -928,20 +1197,40 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                 None => None,
                 Some(Value::Object(b)) => {
                     for k in b.keys() {
-                        if !["MaxItemsPerBatch", "MaxInputBytesPerBatch", "BatchInput", "MaxItemsPerBatchPath", "MaxInputBytesPerBatchPath"].contains(&k.as_str()) {
-                            cx.err(Some(name), &format!("ItemBatcher.{k}"), format!("unknown field {k:?}"));
+                        if ![
+                            "MaxItemsPerBatch",
+                            "MaxInputBytesPerBatch",
+                            "BatchInput",
+                            "MaxItemsPerBatchPath",
+                            "MaxInputBytesPerBatchPath",
+                        ]
+                        .contains(&k.as_str())
+                        {
+                            cx.err(
+                                Some(name),
+                                &format!("ItemBatcher.{k}"),
+                                format!("unknown field {k:?}"),
+                            );
                         }
                     }
                     let max_items = b.get("MaxItemsPerBatch").and_then(Value::as_u64);
                     let max_bytes = b.get("MaxInputBytesPerBatch").and_then(Value::as_u64);
                     if max_items.is_none() && max_bytes.is_none() {
-                        cx.err(Some(name), "ItemBatcher", "needs MaxItemsPerBatch or MaxInputBytesPerBatch (a positive integer)");
+                        cx.err(
+                            Some(name),
+                            "ItemBatcher",
+                            "needs MaxItemsPerBatch or MaxInputBytesPerBatch (a positive integer)",
+                        );
                     }
                     if max_items == Some(0) || max_bytes == Some(0) {
                         cx.err(Some(name), "ItemBatcher", "batch limits must be positive");
                     }
                     let batch_input = template(b, "BatchInput", name, cx);
-                    Some(Batcher { max_items, max_bytes, batch_input })
+                    Some(Batcher {
+                        max_items,
+                        max_bytes,
+                        batch_input,
+                    })
                 }
                 Some(_) => {
                     cx.err(Some(name), "ItemBatcher", "must be an object");

@@ -73,7 +73,10 @@ impl Path {
                     if name.is_empty() {
                         return Err(format!("{text:?}: empty field name"));
                     }
-                    if name.chars().any(|c| c.is_whitespace() || "()'\"?@]".contains(c)) {
+                    if name
+                        .chars()
+                        .any(|c| c.is_whitespace() || "()'\"?@]".contains(c))
+                    {
                         return Err(format!("{text:?}: bad character in field name {name:?}"));
                     }
                     steps.push(if deep {
@@ -83,12 +86,18 @@ impl Path {
                     });
                 }
                 b'[' => {
-                    let close = find_close(rest, i).ok_or_else(|| format!("{text:?}: '[' without ']'"))?;
+                    let close =
+                        find_close(rest, i).ok_or_else(|| format!("{text:?}: '[' without ']'"))?;
                     let inner = rest[i + 1..close].trim();
                     steps.push(parse_bracket(inner).map_err(|e| format!("{text:?}: {e}"))?);
                     i = close + 1;
                 }
-                _ => return Err(format!("{text:?}: unexpected character at {}", i + 1 + if root == Root::Context { 2 } else { 1 })),
+                _ => {
+                    return Err(format!(
+                        "{text:?}: unexpected character at {}",
+                        i + 1 + if root == Root::Context { 2 } else { 1 }
+                    ));
+                }
             }
         }
         Ok(Path {
@@ -179,7 +188,10 @@ impl Path {
         }
         let mut doc = doc;
         if !doc.is_object() && !matches!(self.steps.first(), Some(Step::Index(_))) {
-            return Err(format!("cannot apply ResultPath {} to a non-object input", self.text));
+            return Err(format!(
+                "cannot apply ResultPath {} to a non-object input",
+                self.text
+            ));
         }
         let mut cur = &mut doc;
         let last = self.steps.len() - 1;
@@ -187,24 +199,36 @@ impl Path {
             match s {
                 Step::Field(f) => {
                     let Value::Object(m) = cur else {
-                        return Err(format!("ResultPath {}: {f:?} is inside a non-object", self.text));
+                        return Err(format!(
+                            "ResultPath {}: {f:?} is inside a non-object",
+                            self.text
+                        ));
                     };
                     if i == last {
                         m.insert(f.clone(), value);
                         return Ok(doc);
                     }
-                    cur = m.entry(f.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    cur = m
+                        .entry(f.clone())
+                        .or_insert_with(|| Value::Object(Map::new()));
                     if !cur.is_object() && !cur.is_array() {
                         return Err(format!("ResultPath {}: {f:?} is not an object", self.text));
                     }
                 }
                 Step::Index(n) => {
                     let Value::Array(a) = cur else {
-                        return Err(format!("ResultPath {}: index [{n}] into a non-array", self.text));
+                        return Err(format!(
+                            "ResultPath {}: index [{n}] into a non-array",
+                            self.text
+                        ));
                     };
-                    let idx = usize::try_from(*n).map_err(|_| format!("ResultPath {}: negative index", self.text))?;
+                    let idx = usize::try_from(*n)
+                        .map_err(|_| format!("ResultPath {}: negative index", self.text))?;
                     let Some(slot) = a.get_mut(idx) else {
-                        return Err(format!("ResultPath {}: index [{n}] is out of range", self.text));
+                        return Err(format!(
+                            "ResultPath {}: index [{n}] is out of range",
+                            self.text
+                        ));
                     };
                     if i == last {
                         *slot = value;
@@ -243,7 +267,9 @@ fn parse_bracket(inner: &str) -> Result<Step, String> {
     if (inner.starts_with('\'') && inner.ends_with('\'') && inner.len() >= 2)
         || (inner.starts_with('"') && inner.ends_with('"') && inner.len() >= 2)
     {
-        let name = inner[1..inner.len() - 1].replace("\\'", "'").replace("\\\"", "\"");
+        let name = inner[1..inner.len() - 1]
+            .replace("\\'", "'")
+            .replace("\\\"", "\"");
         return Ok(Step::Field(name));
     }
     if inner.starts_with('?') || inner.starts_with('(') {
@@ -255,7 +281,9 @@ fn parse_bracket(inner: &str) -> Result<Step, String> {
             if s.is_empty() {
                 Ok(None)
             } else {
-                s.parse().map(Some).map_err(|_| format!("bad slice bound {s:?}"))
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| format!("bad slice bound {s:?}"))
             }
         };
         if b.contains(':') {
@@ -265,7 +293,9 @@ fn parse_bracket(inner: &str) -> Result<Step, String> {
     }
     if inner.contains(',') {
         let idx: Result<Vec<i64>, _> = inner.split(',').map(|s| s.trim().parse::<i64>()).collect();
-        return idx.map(Step::Union).map_err(|_| format!("bad index list [{inner}]"));
+        return idx
+            .map(Step::Union)
+            .map_err(|_| format!("bad index list [{inner}]"));
     }
     inner
         .parse::<i64>()
@@ -350,7 +380,10 @@ mod tests {
     #[test]
     fn inserts_creating_missing_objects() {
         let p = Path::parse_reference("$.a.b.c").unwrap();
-        assert_eq!(p.insert(json!({"x": 1}), json!(5)).unwrap(), json!({"x": 1, "a": {"b": {"c": 5}}}));
+        assert_eq!(
+            p.insert(json!({"x": 1}), json!(5)).unwrap(),
+            json!({"x": 1, "a": {"b": {"c": 5}}})
+        );
         assert!(p.insert(json!({"a": 1}), json!(5)).is_err());
         assert!(Path::parse_reference("$.a[*]").is_err());
     }

@@ -50,7 +50,12 @@ pub trait ExecutionStore: Send + Sync + 'static {
     /// Inserts a new execution; `Ok(false)` when one with this ARN exists.
     fn insert(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<bool, EngineError>;
     /// Records progress of a RUNNING execution.
-    fn checkpoint(&self, arn: &str, cursor: &Cursor, events: &[HistoryEvent]) -> Result<(), EngineError>;
+    fn checkpoint(
+        &self,
+        arn: &str,
+        cursor: &Cursor,
+        events: &[HistoryEvent],
+    ) -> Result<(), EngineError>;
     /// Records the end of an execution (status, output/error, stop date). Ignored if it has
     /// already ended.
     fn finish(&self, rec: &ExecutionRecord, events: &[HistoryEvent]) -> Result<(), EngineError>;
@@ -63,16 +68,20 @@ pub trait ExecutionStore: Send + Sync + 'static {
 /// Executions in memory (lost when the process ends).
 #[derive(Default)]
 pub struct MemoryExecutionStore {
-    inner: Mutex<HashMap<String, (ExecutionRecord, Vec<HistoryEvent>)>>,
+    inner: Mutex<Executions>,
 }
+
+type Executions = HashMap<String, (ExecutionRecord, Vec<HistoryEvent>)>;
 
 impl MemoryExecutionStore {
     pub fn new() -> MemoryExecutionStore {
         MemoryExecutionStore::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, (ExecutionRecord, Vec<HistoryEvent>)>>, EngineError> {
-        self.inner.lock().map_err(|_| EngineError::Store("lock poisoned".into()))
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Executions>, EngineError> {
+        self.inner
+            .lock()
+            .map_err(|_| EngineError::Store("lock poisoned".into()))
     }
 }
 
@@ -86,7 +95,12 @@ impl ExecutionStore for MemoryExecutionStore {
         Ok(true)
     }
 
-    fn checkpoint(&self, arn: &str, cursor: &Cursor, events: &[HistoryEvent]) -> Result<(), EngineError> {
+    fn checkpoint(
+        &self,
+        arn: &str,
+        cursor: &Cursor,
+        events: &[HistoryEvent],
+    ) -> Result<(), EngineError> {
         let mut g = self.lock()?;
         if let Some((rec, hist)) = g.get_mut(arn)
             && rec.status == ExecutionStatus::Running
@@ -114,7 +128,11 @@ impl ExecutionStore for MemoryExecutionStore {
     }
 
     fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
-        Ok(self.lock()?.get(arn).map(|(_, h)| h.clone()).unwrap_or_default())
+        Ok(self
+            .lock()?
+            .get(arn)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default())
     }
 
     fn running(&self) -> Result<Vec<ExecutionRecord>, EngineError> {
@@ -165,20 +183,32 @@ CREATE TABLE IF NOT EXISTS history (
 
 impl SqliteExecutionStore {
     pub fn open(path: &Path) -> Result<SqliteExecutionStore, EngineError> {
-        let conn = rusqlite::Connection::open(path).map_err(|e| EngineError::Store(format!("opening {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(store_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(store_err)?;
+        let conn = rusqlite::Connection::open(path)
+            .map_err(|e| EngineError::Store(format!("opening {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(store_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(store_err)?;
         conn.execute_batch(SCHEMA).map_err(store_err)?;
-        Ok(SqliteExecutionStore { conn: Mutex::new(conn) })
+        Ok(SqliteExecutionStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, EngineError> {
-        self.conn.lock().map_err(|_| EngineError::Store("lock poisoned".into()))
+        self.conn
+            .lock()
+            .map_err(|_| EngineError::Store("lock poisoned".into()))
     }
 }
 
-fn append_events(tx: &rusqlite::Transaction<'_>, arn: &str, events: &[HistoryEvent]) -> Result<(), EngineError> {
+fn append_events(
+    tx: &rusqlite::Transaction<'_>,
+    arn: &str,
+    events: &[HistoryEvent],
+) -> Result<(), EngineError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -187,7 +217,8 @@ fn append_events(tx: &rusqlite::Transaction<'_>, arn: &str, events: &[HistoryEve
         .map_err(store_err)?;
     for e in events {
         let text = serde_json::to_string(e).map_err(store_err)?;
-        st.execute(params![arn, e.id as i64, text]).map_err(store_err)?;
+        st.execute(params![arn, e.id as i64, text])
+            .map_err(store_err)?;
     }
     Ok(())
 }
@@ -198,7 +229,10 @@ fn opt_json(v: &Option<Value>) -> Option<String> {
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ExecutionRecord, String)> {
     let parse_json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
-    let date = |s: Option<String>| s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&Utc));
+    let date = |s: Option<String>| {
+        s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|d| d.with_timezone(&Utc))
+    };
     let status: String = row.get(4)?;
     let cursor: Option<String> = row.get(11)?;
     Ok((
@@ -228,8 +262,11 @@ impl ExecutionStore for SqliteExecutionStore {
         let hash = hex::encode(sha2::Sha256::digest(rec.definition.as_bytes()));
         let mut conn = self.lock()?;
         let tx = conn.transaction().map_err(store_err)?;
-        tx.execute("INSERT OR IGNORE INTO definitions (hash, text) VALUES (?1, ?2)", params![hash, rec.definition])
-            .map_err(store_err)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO definitions (hash, text) VALUES (?1, ?2)",
+            params![hash, rec.definition],
+        )
+        .map_err(store_err)?;
         let n = tx
             .execute(
                 "INSERT OR IGNORE INTO executions (arn, state_machine_arn, name, definition_hash, status, input, output, error, cause, start_date, stop_date, cursor)
@@ -258,12 +295,20 @@ impl ExecutionStore for SqliteExecutionStore {
         Ok(true)
     }
 
-    fn checkpoint(&self, arn: &str, cursor: &Cursor, events: &[HistoryEvent]) -> Result<(), EngineError> {
+    fn checkpoint(
+        &self,
+        arn: &str,
+        cursor: &Cursor,
+        events: &[HistoryEvent],
+    ) -> Result<(), EngineError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction().map_err(store_err)?;
         let text = serde_json::to_string(cursor).map_err(store_err)?;
-        tx.execute("UPDATE executions SET cursor = ?2 WHERE arn = ?1 AND status = 'RUNNING'", params![arn, text])
-            .map_err(store_err)?;
+        tx.execute(
+            "UPDATE executions SET cursor = ?2 WHERE arn = ?1 AND status = 'RUNNING'",
+            params![arn, text],
+        )
+        .map_err(store_err)?;
         append_events(&tx, arn, events)?;
         tx.commit().map_err(store_err)
     }
@@ -293,15 +338,21 @@ impl ExecutionStore for SqliteExecutionStore {
 
     fn get(&self, arn: &str) -> Result<Option<ExecutionRecord>, EngineError> {
         let conn = self.lock()?;
-        conn.query_row(&format!("{SELECT} WHERE e.arn = ?1"), params![arn], row_to_record)
-            .optional()
-            .map(|o| o.map(|(r, _)| r))
-            .map_err(store_err)
+        conn.query_row(
+            &format!("{SELECT} WHERE e.arn = ?1"),
+            params![arn],
+            row_to_record,
+        )
+        .optional()
+        .map(|o| o.map(|(r, _)| r))
+        .map_err(store_err)
     }
 
     fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
         let conn = self.lock()?;
-        let mut st = conn.prepare("SELECT event FROM history WHERE arn = ?1 ORDER BY id").map_err(store_err)?;
+        let mut st = conn
+            .prepare("SELECT event FROM history WHERE arn = ?1 ORDER BY id")
+            .map_err(store_err)?;
         let rows = st
             .query_map(params![arn], |r| r.get::<_, String>(0))
             .map_err(store_err)?;
@@ -315,7 +366,9 @@ impl ExecutionStore for SqliteExecutionStore {
 
     fn running(&self) -> Result<Vec<ExecutionRecord>, EngineError> {
         let conn = self.lock()?;
-        let mut st = conn.prepare(&format!("{SELECT} WHERE e.status = 'RUNNING'")).map_err(store_err)?;
+        let mut st = conn
+            .prepare(&format!("{SELECT} WHERE e.status = 'RUNNING'"))
+            .map_err(store_err)?;
         let rows = st.query_map([], row_to_record).map_err(store_err)?;
         let mut out = Vec::new();
         for r in rows {

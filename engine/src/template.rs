@@ -34,7 +34,9 @@ impl Template {
             Template::Path(p) => {
                 let doc = if p.root == Root::Context { ctx } else { data };
                 p.select(doc).ok_or_else(|| {
-                    ApplyError::Path(format!("the JSONPath '{p}' could not be found in the input"))
+                    ApplyError::Path(format!(
+                        "the JSONPath '{p}' could not be found in the input"
+                    ))
                 })?
             }
             Template::Call(c) => intrinsics::eval(c, data, ctx).map_err(ApplyError::Intrinsic)?,
@@ -65,7 +67,9 @@ pub enum ApplyError {
 impl ApplyError {
     fn within(self, key: &str) -> ApplyError {
         match self {
-            ApplyError::Path(m) => ApplyError::Path(format!("The value for the field '{key}.$' must be a valid JSONPath: {m}")),
+            ApplyError::Path(m) => ApplyError::Path(format!(
+                "The value for the field '{key}.$' must be a valid JSONPath: {m}"
+            )),
             ApplyError::Intrinsic(m) => ApplyError::Intrinsic(format!("field '{key}.$': {m}")),
         }
     }
@@ -83,18 +87,30 @@ fn compile(v: &Value, at: &str, depth: usize) -> Result<Template, TemplateError>
             let mut fields = Vec::with_capacity(m.len());
             let mut all_literal = true;
             for (k, val) in m {
-                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let here = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
                 if let Some(name) = k.strip_suffix(".$") {
                     let Value::String(expr) = val else {
                         return Err(TemplateError {
                             field: here,
-                            message: "a key ending in '.$' needs a string: a path or an intrinsic call".into(),
+                            message:
+                                "a key ending in '.$' needs a string: a path or an intrinsic call"
+                                    .into(),
                         });
                     };
                     let t = if intrinsics::looks_like_call(expr) {
-                        Template::Call(intrinsics::parse(expr).map_err(|m| TemplateError { field: here.clone(), message: m })?)
+                        Template::Call(intrinsics::parse(expr).map_err(|m| TemplateError {
+                            field: here.clone(),
+                            message: m,
+                        })?)
                     } else {
-                        Template::Path(Path::parse(expr).map_err(|m| TemplateError { field: here.clone(), message: m })?)
+                        Template::Path(Path::parse(expr).map_err(|m| TemplateError {
+                            field: here.clone(),
+                            message: m,
+                        })?)
                     };
                     all_literal = false;
                     fields.push((name.to_string(), t));

@@ -240,7 +240,11 @@ mod tests {
         ];
         for from in JobStatus::ALL {
             for to in JobStatus::ALL {
-                assert_eq!(from.can_move_to(to), legal.contains(&(from, to)), "{from} -> {to}");
+                assert_eq!(
+                    from.can_move_to(to),
+                    legal.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -249,7 +253,10 @@ mod tests {
     fn status_round_trips_through_its_name() {
         for s in JobStatus::ALL {
             assert_eq!(JobStatus::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_value(s).unwrap(), Value::String(s.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                Value::String(s.as_str().into())
+            );
         }
         assert_eq!(JobStatus::parse("running"), None);
     }

@@ -83,7 +83,9 @@ impl JobStore for MemoryJobStore {
             if let Some(key) = &job.idempotency_key {
                 let k = (job.owner.clone(), key.clone());
                 if let Some(existing) = g.idempotency.get(&k).and_then(|id| g.jobs.get(id)) {
-                    return Ok(CreateOutcome::IdempotencyKeyExists(Box::new(existing.clone())));
+                    return Ok(CreateOutcome::IdempotencyKeyExists(Box::new(
+                        existing.clone(),
+                    )));
                 }
                 g.idempotency.insert(k, job.job_id.clone());
             }
@@ -106,8 +108,7 @@ impl JobStore for MemoryJobStore {
         key: &str,
     ) -> Result<Option<Job>, StoreError> {
         let g = self.lock()?;
-        Ok(g
-            .idempotency
+        Ok(g.idempotency
             .get(&(owner.to_string(), key.to_string()))
             .and_then(|id| g.jobs.get(id))
             .cloned())
@@ -224,15 +225,18 @@ impl JobStore for MemoryJobStore {
 /// Objects in a map; signed URLs are `memory://` links with an expiry.
 #[derive(Default)]
 pub struct MemoryBlobStore {
-    objects: Mutex<HashMap<String, (Bytes, String)>>,
+    objects: Mutex<Objects>,
 }
+
+/// Key → (bytes, content type).
+type Objects = HashMap<String, (Bytes, String)>;
 
 impl MemoryBlobStore {
     pub fn new() -> MemoryBlobStore {
         MemoryBlobStore::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, (Bytes, String)>>, BlobError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Objects>, BlobError> {
         self.objects
             .lock()
             .map_err(|_| BlobError::Other("memory blob store lock poisoned".into()))

@@ -246,7 +246,9 @@ impl JobService {
                 self.types.names().join(", ")
             ))
         })?;
-        let input = job_type.validate(&req.input).map_err(ServiceError::BadRequest)?;
+        let input = job_type
+            .validate(&req.input)
+            .map_err(ServiceError::BadRequest)?;
         if let Some(key) = &req.idempotency_key {
             validate_idempotency_key(key)?;
         }
@@ -513,7 +515,9 @@ impl JobService {
     ) -> Result<UploadTicket, ServiceError> {
         let name = validate_file_name(&req.name)?;
         if req.size_bytes == 0 {
-            return Err(ServiceError::BadRequest("sizeBytes must be at least 1".into()));
+            return Err(ServiceError::BadRequest(
+                "sizeBytes must be at least 1".into(),
+            ));
         }
         if req.size_bytes > self.config.max_upload_bytes {
             return Err(ServiceError::PayloadTooLarge(format!(
@@ -525,18 +529,12 @@ impl JobService {
             .mime_type
             .clone()
             .unwrap_or_else(|| "application/octet-stream".into());
-        if mime.len() > 100 || !mime.chars().all(|c| c.is_ascii_graphic()) || !mime.contains('/')
-        {
+        if mime.len() > 100 || !mime.chars().all(|c| c.is_ascii_graphic()) || !mime.contains('/') {
             return Err(ServiceError::BadRequest(
                 "mimeType must look like type/subtype".into(),
             ));
         }
-        let object = format!(
-            "{}/{}/{}",
-            upload_prefix(owner),
-            uuid::Uuid::now_v7(),
-            name
-        );
+        let object = format!("{}/{}/{}", upload_prefix(owner), uuid::Uuid::now_v7(), name);
         let url = self
             .blobs
             .presign_put(&object, req.size_bytes, &mime, self.config.upload_url_ttl)
@@ -635,7 +633,9 @@ fn request_hash(req: &StartJobRequest) -> String {
         "input": canonical_json(&req.input),
         "openaiFileIdRefs": req.openai_file_id_refs.as_ref().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)),
     });
-    hex::encode(Sha256::digest(canonical_json(&canonical).to_string().as_bytes()))
+    hex::encode(Sha256::digest(
+        canonical_json(&canonical).to_string().as_bytes(),
+    ))
 }
 
 fn canonical_json(v: &Value) -> Value {
@@ -701,7 +701,16 @@ mod tests {
 
     #[test]
     fn file_names_cannot_escape() {
-        for bad in ["", ".", "..", "../x", "/etc/passwd", "a/b", ".hidden", "a b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/etc/passwd",
+            "a/b",
+            ".hidden",
+            "a b",
+        ] {
             assert!(validate_file_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_file_name("sales-2024.csv").is_ok());

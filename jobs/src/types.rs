@@ -143,9 +143,7 @@ fn demo() -> JobType {
             }
         }),
         |input| {
-            input
-                .entry("stepSeconds")
-                .or_insert_with(|| Value::from(1));
+            input.entry("stepSeconds").or_insert_with(|| Value::from(1));
             let steps = input.get("steps").and_then(Value::as_u64).unwrap_or(0);
             if let Some(at) = input.get("failAtStep").and_then(Value::as_u64)
                 && at > steps
@@ -177,11 +175,15 @@ mod tests {
         let demo = types.get("demo").unwrap();
         let e = demo.validate(&json!({"steps": 0})).unwrap_err();
         assert!(e.starts_with("input.steps:"), "{e}");
-        let e = demo.validate(&json!({"steps": 2, "stepSeconds": "x"})).unwrap_err();
+        let e = demo
+            .validate(&json!({"steps": 2, "stepSeconds": "x"}))
+            .unwrap_err();
         assert!(e.starts_with("input.stepSeconds:"), "{e}");
         let e = demo.validate(&json!({})).unwrap_err();
         assert!(e.contains("steps"), "{e}");
-        let e = demo.validate(&json!({"steps": 2, "failAtStep": 3})).unwrap_err();
+        let e = demo
+            .validate(&json!({"steps": 2, "failAtStep": 3}))
+            .unwrap_err();
         assert!(e.starts_with("input.failAtStep:"), "{e}");
         let e = demo.validate(&json!([1])).unwrap_err();
         assert!(e.contains("must be a JSON object"), "{e}");

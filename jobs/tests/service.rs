@@ -38,7 +38,13 @@ impl Orchestrator for RecordingOrchestrator {
     }
 }
 
-fn service(config: ServiceConfig) -> (Arc<JobService>, Arc<MemoryJobStore>, Arc<RecordingOrchestrator>) {
+fn service(
+    config: ServiceConfig,
+) -> (
+    Arc<JobService>,
+    Arc<MemoryJobStore>,
+    Arc<RecordingOrchestrator>,
+) {
     let store = Arc::new(MemoryJobStore::new());
     let orch = Arc::new(RecordingOrchestrator::default());
     let svc = JobService::new(
@@ -66,7 +72,12 @@ async fn ten_thousand_idle_long_polls_share_one_thread_and_wake_on_the_write() {
     let (job, _) = svc.start("alice", demo(1, None)).await.unwrap();
     let id = job.job_id.clone();
     store
-        .transition(&id, JobStatus::Running, TransitionPatch::default(), Utc::now())
+        .transition(
+            &id,
+            JobStatus::Running,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
         .await
         .unwrap();
 
@@ -98,7 +109,11 @@ async fn ten_thousand_idle_long_polls_share_one_thread_and_wake_on_the_write() {
         assert_eq!(view.status, JobStatus::Succeeded);
     }
     // Woken by the write, not by the 20 s deadline.
-    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -127,12 +142,23 @@ async fn quota_counts_active_jobs_and_rejections_write_nothing() {
     svc.start("alice", demo(1, None)).await.unwrap();
     svc.start("alice", demo(1, None)).await.unwrap();
     let err = svc.start("alice", demo(1, None)).await.unwrap_err();
-    assert!(matches!(err, ServiceError::TooManyRequests { retry_after_seconds, .. } if retry_after_seconds > 0));
+    assert!(
+        matches!(err, ServiceError::TooManyRequests { retry_after_seconds, .. } if retry_after_seconds > 0)
+    );
     let err = svc
-        .start("alice", StartJobRequest { input: json!({"steps": 0}), ..demo(1, None) })
+        .start(
+            "alice",
+            StartJobRequest {
+                input: json!({"steps": 0}),
+                ..demo(1, None)
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, ServiceError::BadRequest(ref m) if m.contains("steps")), "{err:?}");
+    assert!(
+        matches!(err, ServiceError::BadRequest(ref m) if m.contains("steps")),
+        "{err:?}"
+    );
     let list = svc.list("alice", &ListParams::default()).await.unwrap();
     assert_eq!(list.jobs.len(), 2);
     // Bob is not limited by Alice's jobs.
@@ -145,7 +171,10 @@ async fn cancel_wins_or_loses_cleanly_and_other_owners_see_not_found() {
     let (job, _) = svc.start("alice", demo(1, None)).await.unwrap();
     let err = svc.cancel("bob", &job.job_id).await.unwrap_err();
     assert!(matches!(err, ServiceError::NotFound(_)));
-    let err = svc.get("bob", &job.job_id, Duration::ZERO).await.unwrap_err();
+    let err = svc
+        .get("bob", &job.job_id, Duration::ZERO)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound(_)));
     let view = svc.cancel("alice", &job.job_id).await.unwrap();
     assert_eq!(view.status, JobStatus::Cancelled);
@@ -154,8 +183,15 @@ async fn cancel_wins_or_loses_cleanly_and_other_owners_see_not_found() {
     assert!(matches!(err, ServiceError::Conflict(_)));
     // A late completion cannot overwrite the cancel.
     let out = store
-        .transition(&job.job_id, JobStatus::Succeeded, TransitionPatch::default(), Utc::now())
+        .transition(
+            &job.job_id,
+            JobStatus::Succeeded,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
         .await
         .unwrap();
-    assert!(matches!(out, longhaul_jobs::TransitionOutcome::Rejected(j) if j.status == JobStatus::Cancelled));
+    assert!(
+        matches!(out, longhaul_jobs::TransitionOutcome::Rejected(j) if j.status == JobStatus::Cancelled)
+    );
 }

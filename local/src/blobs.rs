@@ -77,7 +77,8 @@ impl UrlSigner {
 
     fn mac(&self, parts: &[&str]) -> HmacSha256 {
         // new_from_slice accepts any key length for HMAC.
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         for p in parts {
             mac.update(p.as_bytes());
             mac.update(b"\n");
@@ -91,7 +92,9 @@ impl UrlSigner {
 
     /// Constant-time check of a hex signature.
     pub fn verify(&self, parts: &[&str], sig_hex: &str) -> bool {
-        let Ok(sig) = hex::decode(sig_hex) else { return false };
+        let Ok(sig) = hex::decode(sig_hex) else {
+            return false;
+        };
         self.mac(parts).verify_slice(&sig).is_ok()
     }
 }
@@ -105,9 +108,10 @@ pub struct FsBlobStore {
 
 fn io_err(e: std::io::Error, what: &str) -> BlobError {
     match e.kind() {
-        ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied | ErrorKind::QuotaExceeded => {
-            BlobError::Unavailable(format!("{what}: {e}"))
-        }
+        ErrorKind::StorageFull
+        | ErrorKind::ReadOnlyFilesystem
+        | ErrorKind::PermissionDenied
+        | ErrorKind::QuotaExceeded => BlobError::Unavailable(format!("{what}: {e}")),
         _ => BlobError::Other(format!("{what}: {e}")),
     }
 }
@@ -129,35 +133,51 @@ impl FsBlobStore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root.join(".tmp").join(uuid::Uuid::new_v4().to_string())
+        self.root
+            .join(".tmp")
+            .join(uuid::Uuid::new_v4().to_string())
     }
 
     async fn commit(&self, tmp: &Path, dest: &Path) -> Result<(), BlobError> {
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(e, "creating a directory"))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_err(e, "creating a directory"))?;
         }
-        tokio::fs::rename(tmp, dest).await.map_err(|e| io_err(e, "renaming into place"))
+        tokio::fs::rename(tmp, dest)
+            .await
+            .map_err(|e| io_err(e, "renaming into place"))
     }
 
     /// Writes an object from a stream of chunks, at most `max_bytes`, atomically. Returns
     /// the size, or `Ok(None)` when the stream was longer than `max_bytes` (nothing kept).
-    pub async fn put_stream<S, E>(&self, key: &str, mut body: S, max_bytes: u64) -> Result<Option<u64>, BlobError>
+    pub async fn put_stream<S, E>(
+        &self,
+        key: &str,
+        mut body: S,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, BlobError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let dest = self.path(key)?;
         let tmp = self.temp_path();
-        let mut f = tokio::fs::File::create(&tmp).await.map_err(|e| io_err(e, "creating a temp file"))?;
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io_err(e, "creating a temp file"))?;
         let mut total = 0u64;
         let result: Result<Option<u64>, BlobError> = async {
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| BlobError::Other(format!("reading the upload: {e}")))?;
+                let chunk =
+                    chunk.map_err(|e| BlobError::Other(format!("reading the upload: {e}")))?;
                 total += chunk.len() as u64;
                 if total > max_bytes {
                     return Ok(None);
                 }
-                f.write_all(&chunk).await.map_err(|e| io_err(e, "writing"))?;
+                f.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_err(e, "writing"))?;
             }
             f.sync_all().await.map_err(|e| io_err(e, "syncing"))?;
             Ok(Some(total))
@@ -181,7 +201,9 @@ impl FsBlobStore {
     }
 
     fn url(&self, key: &str, query: &[(&str, &str)]) -> String {
-        let q: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query.iter()).finish();
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter())
+            .finish();
         format!("{}/files/{key}?{q}", self.base_url)
     }
 }
@@ -197,25 +219,39 @@ impl BlobStore for FsBlobStore {
         let path = self.path(key)?;
         let mut f = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound(key.to_string())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(key.to_string()));
+            }
             Err(e) => return Err(io_err(e, "opening")),
         };
         let size = f.metadata().await.map_err(|e| io_err(e, "stat"))?.len();
         let r = range.unwrap_or(0..size);
         if r.start > r.end || r.end > size {
-            return Err(BlobError::InvalidRange { start: r.start, end: r.end, size });
+            return Err(BlobError::InvalidRange {
+                start: r.start,
+                end: r.end,
+                size,
+            });
         }
-        f.seek(SeekFrom::Start(r.start)).await.map_err(|e| io_err(e, "seeking"))?;
-        let len = usize::try_from(r.end - r.start).map_err(|_| BlobError::Other("range too large".into()))?;
+        f.seek(SeekFrom::Start(r.start))
+            .await
+            .map_err(|e| io_err(e, "seeking"))?;
+        let len = usize::try_from(r.end - r.start)
+            .map_err(|_| BlobError::Other("range too large".into()))?;
         let mut buf = vec![0u8; len];
-        f.read_exact(&mut buf).await.map_err(|e| io_err(e, "reading"))?;
+        f.read_exact(&mut buf)
+            .await
+            .map_err(|e| io_err(e, "reading"))?;
         Ok(Bytes::from(buf))
     }
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         let path = self.path(key)?;
         match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_file() => Ok(Some(BlobMeta { size_bytes: m.len(), content_type: None })),
+            Ok(m) if m.is_file() => Ok(Some(BlobMeta {
+                size_bytes: m.len(),
+                content_type: None,
+            })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(e, "stat")),
@@ -231,25 +267,55 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn presign_get(&self, key: &str, file_name: &str, content_type: &str, ttl: Duration) -> Result<SignedUrl, BlobError> {
+    async fn presign_get(
+        &self,
+        key: &str,
+        file_name: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<SignedUrl, BlobError> {
         validate_key(key)?;
         let expires_at = Self::expiry(ttl);
         let exp = expires_at.timestamp().to_string();
-        let sig = self.signer.sign(&["GET", key, &exp, file_name, content_type]);
+        let sig = self
+            .signer
+            .sign(&["GET", key, &exp, file_name, content_type]);
         Ok(SignedUrl {
-            url: self.url(key, &[("exp", &exp), ("name", file_name), ("type", content_type), ("sig", &sig)]),
+            url: self.url(
+                key,
+                &[
+                    ("exp", &exp),
+                    ("name", file_name),
+                    ("type", content_type),
+                    ("sig", &sig),
+                ],
+            ),
             expires_at,
         })
     }
 
-    async fn presign_put(&self, key: &str, max_bytes: u64, content_type: &str, ttl: Duration) -> Result<SignedUrl, BlobError> {
+    async fn presign_put(
+        &self,
+        key: &str,
+        max_bytes: u64,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<SignedUrl, BlobError> {
         validate_key(key)?;
         let expires_at = Self::expiry(ttl);
         let exp = expires_at.timestamp().to_string();
         let max = max_bytes.to_string();
         let sig = self.signer.sign(&["PUT", key, &exp, &max, content_type]);
         Ok(SignedUrl {
-            url: self.url(key, &[("exp", &exp), ("max", &max), ("type", content_type), ("sig", &sig)]),
+            url: self.url(
+                key,
+                &[
+                    ("exp", &exp),
+                    ("max", &max),
+                    ("type", content_type),
+                    ("sig", &sig),
+                ],
+            ),
             expires_at,
         })
     }
@@ -261,28 +327,38 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Checks a link's signature and expiry; the signed parts are method, key, then `fields`.
-fn check(store: &FsBlobStore, method: &str, key: &str, q: &HashMap<String, String>, fields: &[&str]) -> Result<(), Response> {
-    let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, "unauthorized", m);
+/// The error is the message of the 401.
+fn check(
+    store: &FsBlobStore,
+    method: &str,
+    key: &str,
+    q: &HashMap<String, String>,
+    fields: &[&str],
+) -> Result<(), &'static str> {
     let (Some(exp), Some(sig)) = (q.get("exp"), q.get("sig")) else {
-        return Err(unauthorized("this link is not valid (it is not signed)"));
+        return Err("this link is not valid (it is not signed)");
     };
     let mut parts: Vec<&str> = vec![method, key, exp];
     for f in fields {
         parts.push(q.get(*f).map(String::as_str).unwrap_or(""));
     }
     if !store.signer.verify(&parts, sig) {
-        return Err(unauthorized("this link is not valid"));
+        return Err("this link is not valid");
     }
-    let exp: i64 = exp.parse().map_err(|_| unauthorized("this link is not valid"))?;
+    let exp: i64 = exp.parse().map_err(|_| "this link is not valid")?;
     if Utc::now().timestamp() > exp {
-        return Err(unauthorized("this link has expired; ask for a new one"));
+        return Err("this link has expired; ask for a new one");
     }
     Ok(())
 }
 
-async fn get_file(State(store): State<Arc<FsBlobStore>>, UrlPath(key): UrlPath<String>, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(r) = check(&store, "GET", &key, &q, &["name", "type"]) {
-        return r;
+async fn get_file(
+    State(store): State<Arc<FsBlobStore>>,
+    UrlPath(key): UrlPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(m) = check(&store, "GET", &key, &q, &["name", "type"]) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", m);
     }
     let path = match store.path(&key) {
         Ok(p) => p,
@@ -290,22 +366,54 @@ async fn get_file(State(store): State<Arc<FsBlobStore>>, UrlPath(key): UrlPath<S
     };
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return error(StatusCode::NOT_FOUND, "not_found", "no such file");
+        }
         Err(e) => {
             tracing::error!(error = %e, "opening a served file");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the file cannot be read now");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the file cannot be read now",
+            );
         }
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let name = q.get("name").cloned().unwrap_or_else(|| key.rsplit('/').next().unwrap_or("file").to_string());
-    let ctype = q.get("type").cloned().unwrap_or_else(|| "application/octet-stream".into());
+    let name = q
+        .get("name")
+        .cloned()
+        .unwrap_or_else(|| key.rsplit('/').next().unwrap_or("file").to_string());
+    let ctype = q
+        .get("type")
+        .cloned()
+        .unwrap_or_else(|| "application/octet-stream".into());
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ctype).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&ctype)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    let ascii: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
-    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>().replace('+', "%20");
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")) {
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
@@ -319,28 +427,54 @@ async fn put_file(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check(&store, "PUT", &key, &q, &["max", "type"]) {
-        return r;
+    if let Err(m) = check(&store, "PUT", &key, &q, &["max", "type"]) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", m);
     }
     let max: u64 = q.get("max").and_then(|m| m.parse().ok()).unwrap_or(0);
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
         && len > max
     {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &format!("the file is {len} bytes; this link accepts at most {max}"));
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the file is {len} bytes; this link accepts at most {max}"),
+        );
     }
     match store.put_stream(&key, body.into_data_stream(), max).await {
-        Ok(Some(n)) => (StatusCode::CREATED, axum::Json(serde_json::json!({"object": key, "sizeBytes": n}))).into_response(),
-        Ok(None) => error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &format!("this link accepts at most {max} bytes")),
-        Err(BlobError::InvalidKey { .. }) => error(StatusCode::BAD_REQUEST, "bad_request", "invalid object key"),
+        Ok(Some(n)) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({"object": key, "sizeBytes": n})),
+        )
+            .into_response(),
+        Ok(None) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("this link accepts at most {max} bytes"),
+        ),
+        Err(BlobError::InvalidKey { .. }) => {
+            error(StatusCode::BAD_REQUEST, "bad_request", "invalid object key")
+        }
         Err(BlobError::Unavailable(m)) => {
             tracing::error!(error = %m, "storing an upload");
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable; try again later");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage is unavailable; try again later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             r
         }
         Err(e) => {
             tracing::error!(error = %e, "storing an upload");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the upload could not be stored")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the upload could not be stored",
+            )
         }
     }
 }

@@ -47,7 +47,13 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e
         && matches!(
             f.code,
-            DiskFull | ReadOnly | DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | PermissionDenied
+            DiskFull
+                | ReadOnly
+                | DatabaseBusy
+                | DatabaseLocked
+                | CannotOpen
+                | SystemIoFailure
+                | PermissionDenied
         )
     {
         return StoreError::Unavailable(e.to_string());
@@ -71,10 +77,15 @@ impl SqliteJobStore {
     }
 
     fn from_connection(mut conn: rusqlite::Connection) -> Result<SqliteJobStore, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(map_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(map_err)?;
         let done = usize::try_from(version).unwrap_or(0);
         if done > MIGRATIONS.len() {
             return Err(StoreError::Other(format!(
@@ -85,7 +96,8 @@ impl SqliteJobStore {
         for (i, m) in MIGRATIONS.iter().enumerate().skip(done) {
             let tx = conn.transaction().map_err(map_err)?;
             tx.execute_batch(m).map_err(map_err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(map_err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(map_err)?;
             tx.commit().map_err(map_err)?;
         }
         Ok(SqliteJobStore {
@@ -95,12 +107,18 @@ impl SqliteJobStore {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Other("job store lock poisoned".into()))
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Other("job store lock poisoned".into()))
     }
 
     fn read(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<Job>, StoreError> {
         let text: Option<String> = conn
-            .query_row("SELECT record FROM jobs WHERE job_id = ?1", params![job_id], |r| r.get(0))
+            .query_row(
+                "SELECT record FROM jobs WHERE job_id = ?1",
+                params![job_id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(map_err)?;
         text.map(|t| from_json(&t)).transpose()
@@ -117,7 +135,11 @@ impl SqliteJobStore {
 
     /// Jobs accepted but whose execution never began (the process stopped between the two).
     pub async fn list_queued_without_execution(&self) -> Result<Vec<Job>, StoreError> {
-        Ok(self.list_by_status(JobStatus::Queued)?.into_iter().filter(|j| j.execution.arn.is_none()).collect())
+        Ok(self
+            .list_by_status(JobStatus::Queued)?
+            .into_iter()
+            .filter(|j| j.execution.arn.is_none())
+            .collect())
     }
 
     /// Every RUNNING job.
@@ -127,8 +149,12 @@ impl SqliteJobStore {
 
     fn list_by_status(&self, status: JobStatus) -> Result<Vec<Job>, StoreError> {
         let conn = self.lock()?;
-        let mut st = conn.prepare("SELECT record FROM jobs WHERE status = ?1").map_err(map_err)?;
-        let rows = st.query_map(params![status.as_str()], |r| r.get::<_, String>(0)).map_err(map_err)?;
+        let mut st = conn
+            .prepare("SELECT record FROM jobs WHERE status = ?1")
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![status.as_str()], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
         let mut out = Vec::new();
         for r in rows {
             out.push(from_json(&r.map_err(map_err)?)?);
@@ -161,7 +187,9 @@ impl JobStore for SqliteJobStore {
                     if let Some(j) = Self::read(&tx, &id)? {
                         return Ok(CreateOutcome::IdempotencyKeyExists(Box::new(j)));
                     }
-                    return Err(StoreError::Other(format!("idempotency record points to a missing job {id}")));
+                    return Err(StoreError::Other(format!(
+                        "idempotency record points to a missing job {id}"
+                    )));
                 }
                 tx.execute(
                     "INSERT INTO idempotency (owner, key, job_id) VALUES (?1, ?2, ?3)",
@@ -192,7 +220,11 @@ impl JobStore for SqliteJobStore {
         Self::read(&conn, job_id)
     }
 
-    async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError> {
+    async fn find_by_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Job>, StoreError> {
         let conn = self.lock()?;
         let id: Option<String> = conn
             .query_row(
@@ -228,7 +260,9 @@ impl JobStore for SqliteJobStore {
         sql.push_str(&format!(" ORDER BY job_id DESC LIMIT {}", limit + 1));
         let mut st = conn.prepare(&sql).map_err(map_err)?;
         let rows = st
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(map_err)?;
         let mut jobs = Vec::new();
         for r in rows {
@@ -236,8 +270,15 @@ impl JobStore for SqliteJobStore {
         }
         let more = jobs.len() > limit;
         jobs.truncate(limit);
-        let next_after_job_id = if more { jobs.last().map(|j| j.job_id.clone()) } else { None };
-        Ok(JobPage { jobs, next_after_job_id })
+        let next_after_job_id = if more {
+            jobs.last().map(|j| j.job_id.clone())
+        } else {
+            None
+        };
+        Ok(JobPage {
+            jobs,
+            next_after_job_id,
+        })
     }
 
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError> {
@@ -271,11 +312,19 @@ impl JobStore for SqliteJobStore {
             // The condition is checked again by the UPDATE itself, so the write is
             // conditional even if another connection (another process) raced us.
             let preds: Vec<&str> = to.legal_predecessors().iter().map(|s| s.as_str()).collect();
-            let placeholders = (0..preds.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
-            let sql = format!("UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1 AND status IN ({placeholders})");
-            let mut args: Vec<String> = vec![job_id.to_string(), to.as_str().to_string(), to_json(&job)?];
+            let placeholders = (0..preds.len())
+                .map(|i| format!("?{}", i + 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1 AND status IN ({placeholders})"
+            );
+            let mut args: Vec<String> =
+                vec![job_id.to_string(), to.as_str().to_string(), to_json(&job)?];
             args.extend(preds.iter().map(|s| s.to_string()));
-            let n = tx.execute(&sql, rusqlite::params_from_iter(args.iter())).map_err(map_err)?;
+            let n = tx
+                .execute(&sql, rusqlite::params_from_iter(args.iter()))
+                .map_err(map_err)?;
             if n == 0 {
                 let current = Self::read(&tx, job_id)?;
                 return Ok(match current {
@@ -290,7 +339,12 @@ impl JobStore for SqliteJobStore {
         Ok(outcome)
     }
 
-    async fn set_progress(&self, job_id: &str, progress: &Progress, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn set_progress(
+        &self,
+        job_id: &str,
+        progress: &Progress,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         {
             let mut conn = self.lock()?;
             let tx = conn.transaction().map_err(map_err)?;
@@ -308,7 +362,12 @@ impl JobStore for SqliteJobStore {
         Ok(true)
     }
 
-    async fn set_execution(&self, job_id: &str, execution: &ExecutionRef, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn set_execution(
+        &self,
+        job_id: &str,
+        execution: &ExecutionRef,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         {
             let mut conn = self.lock()?;
             let tx = conn.transaction().map_err(map_err)?;

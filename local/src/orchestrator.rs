@@ -148,7 +148,10 @@ impl EngineOrchestrator {
 }
 
 async fn track(ctx: &WorkerContext, desc: &ExecutionDescription) {
-    if matches!(desc.status, ExecutionStatus::Running | ExecutionStatus::Succeeded) {
+    if matches!(
+        desc.status,
+        ExecutionStatus::Running | ExecutionStatus::Succeeded
+    ) {
         return;
     }
     let change = ExecutionStatusChange {

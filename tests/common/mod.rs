@@ -47,7 +47,10 @@ impl Server {
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
             if line.starts_with("Created a token") {
-                printed_token = lines.next().and_then(|l| l.ok()).map(|l| l.trim().to_string());
+                printed_token = lines
+                    .next()
+                    .and_then(|l| l.ok())
+                    .map(|l| l.trim().to_string());
             } else if let Some(u) = line.strip_prefix("longhaul listening on ") {
                 url = Some(u.trim().to_string());
                 break;
@@ -219,7 +222,10 @@ impl Api {
             if !matches!(status, "QUEUED" | "RUNNING") {
                 return r.body;
             }
-            assert!(Instant::now() < deadline, "job {job_id} still {status} after {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} still {status} after {limit:?}"
+            );
         }
     }
 }

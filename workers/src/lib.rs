@@ -127,13 +127,24 @@ pub async fn register(
         arn: req.execution_arn.clone(),
         console_url: None,
     };
-    if ctx.store.get(&job_id).await.map_err(WorkerError::store)?.is_none() {
-        let owner = req.job.owner.clone().filter(|o| !o.is_empty()).ok_or_else(|| {
-            WorkerError::bad_input(
-                "register",
-                "an execution without a job record must name its owner",
-            )
-        })?;
+    if ctx
+        .store
+        .get(&job_id)
+        .await
+        .map_err(WorkerError::store)?
+        .is_none()
+    {
+        let owner = req
+            .job
+            .owner
+            .clone()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| {
+                WorkerError::bad_input(
+                    "register",
+                    "an execution without a job record must name its owner",
+                )
+            })?;
         let job_type = ctx.types.get(&req.job.job_type).ok_or_else(|| {
             WorkerError::new(
                 "UnknownJobType",
@@ -248,7 +259,10 @@ pub async fn demo_step(
 ) -> Result<DemoStepOutput, WorkerError> {
     let input = &req.state.input;
     if input.steps == 0 {
-        return Err(WorkerError::bad_input("demo-step", "steps must be at least 1"));
+        return Err(WorkerError::bad_input(
+            "demo-step",
+            "steps must be at least 1",
+        ));
     }
     let step = req.state.demo.as_ref().map_or(0, |d| d.step) + 1;
     if input.fail_at_step == Some(step) {
@@ -396,7 +410,11 @@ pub fn job_error(error: &str, cause: Option<&str>) -> JobError {
     let cause = cause.unwrap_or("").trim();
     let message = serde_json::from_str::<Value>(cause)
         .ok()
-        .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| cause.to_string());
     let message = if message.is_empty() {
         format!("the workflow failed with {error}")
@@ -455,7 +473,11 @@ pub async fn track_status_change(
             ),
         ),
         _ => {
-            let job = ctx.store.get(&change.name).await.map_err(WorkerError::store)?;
+            let job = ctx
+                .store
+                .get(&change.name)
+                .await
+                .map_err(WorkerError::store)?;
             return Ok(Acknowledged {
                 job_id: change.name,
                 status: job.map_or(JobStatus::Succeeded, |j| j.status),

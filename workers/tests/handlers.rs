@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
-use longhaul_jobs::{ExecutionStatusChange, Job, JobStatus, JobStore, JobTypes};
+use longhaul_jobs::{ExecutionStatusChange, Job, JobStatus, JobTypes};
 use longhaul_workers::{WorkerContext, dispatch};
 use serde_json::{Value, json};
 
@@ -35,7 +35,10 @@ fn register_input(job_id: &str, job: Value) -> Value {
 async fn register_runs_the_job_and_is_safe_to_repeat() {
     let ctx = ctx();
     let job = queued_job(&ctx, json!({"steps": 2, "stepSeconds": 0})).await;
-    let input = register_input(&job.job_id, json!({"jobId": job.job_id, "type": "demo", "input": job.input}));
+    let input = register_input(
+        &job.job_id,
+        json!({"jobId": job.job_id, "type": "demo", "input": job.input}),
+    );
     let out = dispatch(&ctx, "register", input.clone()).await.unwrap();
     assert_eq!(out["jobId"], json!(job.job_id));
     assert_eq!(out["input"]["steps"], json!(2));
@@ -43,7 +46,10 @@ async fn register_runs_the_job_and_is_safe_to_repeat() {
     let again = dispatch(&ctx, "register", input).await.unwrap();
     assert_eq!(again, out);
     let stored = ctx.store.get(&job.job_id).await.unwrap().unwrap();
-    assert_eq!(stored.execution.arn.as_deref(), Some(format!("arn:x:{}", job.job_id).as_str()));
+    assert_eq!(
+        stored.execution.arn.as_deref(),
+        Some(format!("arn:x:{}", job.job_id).as_str())
+    );
 }
 
 #[tokio::test]
@@ -53,18 +59,28 @@ async fn register_creates_the_record_for_a_scheduled_run_and_validates_it() {
     let out = dispatch(
         &ctx,
         "register",
-        register_input(&id, json!({"owner": "ops", "type": "demo", "input": {"steps": 1}})),
+        register_input(
+            &id,
+            json!({"owner": "ops", "type": "demo", "input": {"steps": 1}}),
+        ),
     )
     .await
     .unwrap();
     assert_eq!(out["owner"], "ops");
-    assert_eq!(out["input"]["stepSeconds"], json!(1), "defaults filled as at startJob");
+    assert_eq!(
+        out["input"]["stepSeconds"],
+        json!(1),
+        "defaults filled as at startJob"
+    );
     assert_eq!(status(&ctx, &id).await, JobStatus::Running);
 
     let bad = dispatch(
         &ctx,
         "register",
-        register_input(&longhaul_jobs::job::new_job_id(), json!({"owner": "ops", "type": "demo", "input": {"steps": 0}})),
+        register_input(
+            &longhaul_jobs::job::new_job_id(),
+            json!({"owner": "ops", "type": "demo", "input": {"steps": 0}}),
+        ),
     )
     .await
     .unwrap_err();
@@ -73,7 +89,10 @@ async fn register_creates_the_record_for_a_scheduled_run_and_validates_it() {
     let bad = dispatch(
         &ctx,
         "register",
-        register_input(&longhaul_jobs::job::new_job_id(), json!({"type": "demo", "input": {"steps": 1}})),
+        register_input(
+            &longhaul_jobs::job::new_job_id(),
+            json!({"type": "demo", "input": {"steps": 1}}),
+        ),
     )
     .await
     .unwrap_err();
@@ -84,13 +103,28 @@ async fn register_creates_the_record_for_a_scheduled_run_and_validates_it() {
 async fn demo_steps_report_progress_finish_and_fail_where_asked() {
     let ctx = ctx();
     let job = queued_job(&ctx, json!({"steps": 2, "stepSeconds": 0, "failAtStep": 2})).await;
-    dispatch(&ctx, "register", register_input(&job.job_id, json!({"type": "demo", "input": job.input}))).await.unwrap();
+    dispatch(
+        &ctx,
+        "register",
+        register_input(&job.job_id, json!({"type": "demo", "input": job.input})),
+    )
+    .await
+    .unwrap();
     let state = json!({"input": job.input});
-    let first = dispatch(&ctx, "demo-step", json!({"jobId": job.job_id, "state": state})).await.unwrap();
+    let first = dispatch(
+        &ctx,
+        "demo-step",
+        json!({"jobId": job.job_id, "state": state}),
+    )
+    .await
+    .unwrap();
     assert_eq!(first["step"], json!(1));
     assert_eq!(first["done"], json!(false));
     let progress = ctx.store.get(&job.job_id).await.unwrap().unwrap().progress;
-    assert_eq!((progress.percent, progress.message.as_str()), (50, "step 1 of 2"));
+    assert_eq!(
+        (progress.percent, progress.message.as_str()),
+        (50, "step 1 of 2")
+    );
     let err = dispatch(
         &ctx,
         "demo-step",
@@ -99,7 +133,13 @@ async fn demo_steps_report_progress_finish_and_fail_where_asked() {
     .await
     .unwrap_err();
     assert_eq!(err.error, "DemoStepFailed");
-    dispatch(&ctx, "mark-failed", json!({"jobId": job.job_id, "error": err.error, "cause": err.cause})).await.unwrap();
+    dispatch(
+        &ctx,
+        "mark-failed",
+        json!({"jobId": job.job_id, "error": err.error, "cause": err.cause}),
+    )
+    .await
+    .unwrap();
     let failed = ctx.store.get(&job.job_id).await.unwrap().unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.unwrap().code, "DemoStepFailed");
@@ -109,22 +149,39 @@ async fn demo_steps_report_progress_finish_and_fail_where_asked() {
 async fn complete_is_idempotent_and_refuses_a_cancelled_job() {
     let ctx = ctx();
     let job = queued_job(&ctx, json!({"steps": 1, "stepSeconds": 0})).await;
-    dispatch(&ctx, "register", register_input(&job.job_id, json!({"type": "demo", "input": job.input}))).await.unwrap();
+    dispatch(
+        &ctx,
+        "register",
+        register_input(&job.job_id, json!({"type": "demo", "input": job.input})),
+    )
+    .await
+    .unwrap();
     let done = json!({"jobId": job.job_id, "output": {"result": {"answer": 42}, "files": []}});
     dispatch(&ctx, "complete", done.clone()).await.unwrap();
-    dispatch(&ctx, "complete", done).await.expect("a retried Complete succeeds");
+    dispatch(&ctx, "complete", done)
+        .await
+        .expect("a retried Complete succeeds");
     let stored = ctx.store.get(&job.job_id).await.unwrap().unwrap();
     assert_eq!(stored.status, JobStatus::Succeeded);
     assert_eq!(stored.result, Some(json!({"answer": 42})));
 
     let other = queued_job(&ctx, json!({"steps": 1, "stepSeconds": 0})).await;
     ctx.store
-        .transition(&other.job_id, JobStatus::Cancelled, Default::default(), Utc::now())
+        .transition(
+            &other.job_id,
+            JobStatus::Cancelled,
+            Default::default(),
+            Utc::now(),
+        )
         .await
         .unwrap();
-    let err = dispatch(&ctx, "complete", json!({"jobId": other.job_id, "output": {"result": {}}}))
-        .await
-        .unwrap_err();
+    let err = dispatch(
+        &ctx,
+        "complete",
+        json!({"jobId": other.job_id, "output": {"result": {}}}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.error, "JobCancelled");
     assert_eq!(status(&ctx, &other.job_id).await, JobStatus::Cancelled);
 }
@@ -141,28 +198,63 @@ async fn the_tracker_follows_ended_executions_and_ignores_late_events() {
     };
     // Stopped in the console while running → CANCELLED.
     let a = queued_job(&ctx, json!({"steps": 1})).await;
-    ctx.store.transition(&a.job_id, JobStatus::Running, Default::default(), Utc::now()).await.unwrap();
-    longhaul_workers::track_status_change(&ctx, change(&a.job_id, "ABORTED")).await.unwrap();
+    ctx.store
+        .transition(
+            &a.job_id,
+            JobStatus::Running,
+            Default::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    longhaul_workers::track_status_change(&ctx, change(&a.job_id, "ABORTED"))
+        .await
+        .unwrap();
     assert_eq!(status(&ctx, &a.job_id).await, JobStatus::Cancelled);
     // Timed out → TIMED_OUT; a replayed FAILED event later changes nothing.
     let b = queued_job(&ctx, json!({"steps": 1})).await;
-    ctx.store.transition(&b.job_id, JobStatus::Running, Default::default(), Utc::now()).await.unwrap();
-    longhaul_workers::track_status_change(&ctx, change(&b.job_id, "TIMED_OUT")).await.unwrap();
-    longhaul_workers::track_status_change(&ctx, change(&b.job_id, "FAILED")).await.unwrap();
+    ctx.store
+        .transition(
+            &b.job_id,
+            JobStatus::Running,
+            Default::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    longhaul_workers::track_status_change(&ctx, change(&b.job_id, "TIMED_OUT"))
+        .await
+        .unwrap();
+    longhaul_workers::track_status_change(&ctx, change(&b.job_id, "FAILED"))
+        .await
+        .unwrap();
     assert_eq!(status(&ctx, &b.job_id).await, JobStatus::TimedOut);
     // A timeout of a job still QUEUED fails it (TIMED_OUT is only legal from RUNNING).
     let c = queued_job(&ctx, json!({"steps": 1})).await;
-    longhaul_workers::track_status_change(&ctx, change(&c.job_id, "TIMED_OUT")).await.unwrap();
+    longhaul_workers::track_status_change(&ctx, change(&c.job_id, "TIMED_OUT"))
+        .await
+        .unwrap();
     assert_eq!(status(&ctx, &c.job_id).await, JobStatus::Failed);
     // SUCCEEDED events change nothing.
     let d = queued_job(&ctx, json!({"steps": 1})).await;
-    longhaul_workers::track_status_change(&ctx, change(&d.job_id, "SUCCEEDED")).await.unwrap();
+    longhaul_workers::track_status_change(&ctx, change(&d.job_id, "SUCCEEDED"))
+        .await
+        .unwrap();
     assert_eq!(status(&ctx, &d.job_id).await, JobStatus::Queued);
 }
 
 #[tokio::test]
 async fn unknown_handlers_and_bad_input_are_task_errors() {
     let ctx = ctx();
-    assert_eq!(dispatch(&ctx, "nope", json!({})).await.unwrap_err().error, "UnknownHandler");
-    assert_eq!(dispatch(&ctx, "complete", json!({"x": 1})).await.unwrap_err().error, "InvalidTaskInput");
+    assert_eq!(
+        dispatch(&ctx, "nope", json!({})).await.unwrap_err().error,
+        "UnknownHandler"
+    );
+    assert_eq!(
+        dispatch(&ctx, "complete", json!({"x": 1}))
+            .await
+            .unwrap_err()
+            .error,
+        "InvalidTaskInput"
+    );
 }
