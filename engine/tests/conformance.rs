@@ -1,0 +1,396 @@
+//! The engine's conformance suite: ASL definitions with inputs and the outputs or errors the
+//! AWS Step Functions documentation says they give, one file per feature group under
+//! `tests/conformance/`. Each case names the documentation it follows in `doc`.
+//!
+//! Case shape: `{name, doc, definition, input, substitutions?, expect, expectHistory?}` with
+//! `expect` one of `{"output": ...}`, `{"status": "FAILED"|"TIMED_OUT", "error"?, "cause"?,
+//! "causeContains"?}`, `{"validationError": {"state"?, "field"?}}` (substring matches).
+//!
+//! Test resources every case may use (also as lambda:invoke FunctionName):
+//! - `arn:aws:lambda:us-east-1:123456789012:function:Echo` returns its input;
+//! - `…:function:Fail` fails with `input.error` (default `CustomError`) and `input.cause`;
+//! - `…:function:FailTimes` fails with `input.error` (default `TransientError`) the first
+//!   `input.failTimes` calls per execution and state, then returns `{"attempts": n}`;
+//! - `…:function:Sleep` sleeps `input.seconds` (fractional) and returns its input;
+//! - `…:function:Add` returns `{"sum": input.a + input.b}`;
+//! - `…:function:Context` returns `{"state": STATE_NAME, "retryCount": N}`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use longhaul_engine::{
+    Engine, ExecutionStatus, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
+    StateMachine, TaskContext, TaskFailure, TaskInvoker,
+};
+use serde_json::{Value, json};
+
+const FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:";
+
+#[derive(Default)]
+struct TestTasks {
+    calls: Mutex<HashMap<(String, String), u64>>,
+}
+
+#[async_trait]
+impl TaskInvoker for TestTasks {
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        ctx: TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        let name = resource.strip_prefix(FN).unwrap_or(resource);
+        match name {
+            "Echo" => Ok(input),
+            "Fail" => Err(TaskFailure::new(
+                input["error"].as_str().unwrap_or("CustomError"),
+                input["cause"].as_str().unwrap_or("failed on purpose"),
+            )),
+            "FailTimes" => {
+                let n = {
+                    let mut calls = self.calls.lock().unwrap();
+                    let c = calls
+                        .entry((ctx.execution_arn.clone(), ctx.state_name.clone()))
+                        .or_insert(0);
+                    *c += 1;
+                    *c
+                };
+                if n <= input["failTimes"].as_u64().unwrap_or(0) {
+                    Err(TaskFailure::new(
+                        input["error"].as_str().unwrap_or("TransientError"),
+                        format!("attempt {n} failed"),
+                    ))
+                } else {
+                    Ok(json!({"attempts": n}))
+                }
+            }
+            "Sleep" => {
+                tokio::time::sleep(Duration::from_secs_f64(
+                    input["seconds"].as_f64().unwrap_or(0.0),
+                ))
+                .await;
+                Ok(input)
+            }
+            "Add" => Ok(
+                json!({"sum": input["a"].as_i64().unwrap_or(0) + input["b"].as_i64().unwrap_or(0)}),
+            ),
+            "Context" => Ok(json!({"state": ctx.state_name, "retryCount": ctx.retry_count})),
+            other => Err(TaskFailure::new(
+                "Lambda.ResourceNotFoundException",
+                format!("no test function {other}"),
+            )),
+        }
+    }
+}
+
+struct Case {
+    file: String,
+    value: Value,
+}
+
+fn cases() -> Vec<Case> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        if f.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        let arr: Vec<Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for v in arr {
+            out.push(Case {
+                file: f.file_name().unwrap().to_string_lossy().to_string(),
+                value: v,
+            });
+        }
+    }
+    out
+}
+
+fn contains(hay: &str, needle: &Value) -> bool {
+    needle.as_str().is_none_or(|n| hay.contains(n))
+}
+
+/// Runs one case; `Err` says how it differs from the expectation.
+async fn run_case(case: &Value, store: Arc<dyn ExecutionStore>) -> Result<(), String> {
+    let definition = case["definition"].to_string();
+    let subs: BTreeMap<String, String> = case["substitutions"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expect = &case["expect"];
+    let parsed = StateMachine::parse(&definition, &subs);
+    if let Some(ve) = expect.get("validationError") {
+        return match parsed {
+            Ok(_) => Err("expected a validation error, the definition was accepted".into()),
+            Err(errs) => {
+                let hit = errs.0.iter().any(|e| {
+                    contains(e.state.as_deref().unwrap_or(""), &ve["state"])
+                        && contains(&e.field, &ve["field"])
+                });
+                if hit {
+                    Ok(())
+                } else {
+                    Err(format!("validation errors did not name {ve}: {errs}"))
+                }
+            }
+        };
+    }
+    let machine = parsed.map_err(|e| format!("definition rejected: {e}"))?;
+    let engine = Engine::new(store, Arc::new(TestTasks::default()));
+    let sm = engine
+        .create_state_machine("conformance", machine)
+        .await
+        .map_err(|e| e.to_string())?;
+    let input = case.get("input").cloned().unwrap_or(json!({}));
+    let exec = engine
+        .start_execution(&sm, None, input)
+        .await
+        .map_err(|e| e.to_string())?;
+    let done = tokio::time::timeout(
+        Duration::from_secs(20),
+        engine.wait_for_completion(&exec.execution_arn),
+    )
+    .await
+    .map_err(|_| "did not finish within 20 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    let history = engine
+        .get_execution_history(&exec.execution_arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(out) = expect.get("output") {
+        if done.status != ExecutionStatus::Succeeded {
+            return Err(format!(
+                "expected SUCCEEDED with {out}, got {:?} {:?}: {:?}",
+                done.status, done.error, done.cause
+            ));
+        }
+        if done.output.as_ref() != Some(out) {
+            return Err(format!(
+                "output {} != expected {out}",
+                done.output.unwrap_or(Value::Null)
+            ));
+        }
+    } else {
+        let status = expect["status"].as_str().unwrap_or("FAILED");
+        if done.status.as_str() != status {
+            return Err(format!(
+                "expected {status}, got {:?} (output {:?}, error {:?}, cause {:?})",
+                done.status, done.output, done.error, done.cause
+            ));
+        }
+        if let Some(e) = expect["error"].as_str()
+            && done.error.as_deref() != Some(e)
+        {
+            return Err(format!(
+                "error {:?} != expected {e:?} (cause {:?})",
+                done.error, done.cause
+            ));
+        }
+        if let Some(c) = expect["cause"].as_str()
+            && done.cause.as_deref() != Some(c)
+        {
+            return Err(format!("cause {:?} != expected {c:?}", done.cause));
+        }
+        if let Some(c) = expect["causeContains"].as_str()
+            && !done.cause.as_deref().unwrap_or("").contains(c)
+        {
+            return Err(format!("cause {:?} does not contain {c:?}", done.cause));
+        }
+    }
+    if let Some(want) = case["expectHistory"].as_array() {
+        let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        let mut it = types.iter();
+        for w in want {
+            let w = w.as_str().unwrap_or("");
+            if !it.any(|t| *t == w) {
+                return Err(format!("history lacks {w} in order; it was {types:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_all(make_store: impl Fn() -> Arc<dyn ExecutionStore>) -> (usize, Vec<String>) {
+    let all = cases();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    // Run concurrently in groups: cases with Waits and timeouts take a moment each.
+    let mut tasks = Vec::new();
+    for c in all {
+        if let Some(reason) = c.value["skip"].as_str() {
+            eprintln!("SKIPPED {}: {}: {reason}", c.file, c.value["name"]);
+            continue;
+        }
+        ran += 1;
+        let store = make_store();
+        tasks.push(tokio::spawn(async move {
+            let r = run_case(&c.value, store).await;
+            (
+                format!("{} / {}", c.file, c.value["name"].as_str().unwrap_or("?")),
+                r,
+            )
+        }));
+    }
+    for t in tasks {
+        let (name, r) = t.await.unwrap();
+        if let Err(e) = r {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    (ran, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_memory() {
+    let (ran, failures) = run_all(|| Arc::new(MemoryExecutionStore::new())).await;
+    assert!(
+        ran >= 150,
+        "the suite has {ran} cases; it should have at least 150"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_sqlite_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.db");
+    let store: Arc<dyn ExecutionStore> = Arc::new(SqliteExecutionStore::open(&path).unwrap());
+    let (ran, failures) = run_all(|| store.clone()).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed with SQLite checkpoints:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn machine(def: Value) -> StateMachine {
+    StateMachine::parse(&def.to_string(), &BTreeMap::new()).unwrap()
+}
+
+#[tokio::test]
+async fn a_reused_execution_name_is_execution_already_exists() {
+    let engine = Engine::new(
+        Arc::new(MemoryExecutionStore::new()),
+        Arc::new(TestTasks::default()),
+    );
+    let sm = engine
+        .create_state_machine(
+            "names",
+            machine(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}})),
+        )
+        .await
+        .unwrap();
+    engine
+        .start_execution(&sm, Some("run-1"), json!({}))
+        .await
+        .unwrap();
+    let err = engine
+        .start_execution(&sm, Some("run-1"), json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            longhaul_engine::EngineError::ExecutionAlreadyExists { .. }
+        ),
+        "{err}"
+    );
+    let err = engine
+        .start_execution(&sm, Some("bad name"), json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, longhaul_engine::EngineError::InvalidName(_)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn stop_aborts_a_running_execution_and_its_tasks() {
+    let engine = Engine::new(
+        Arc::new(MemoryExecutionStore::new()),
+        Arc::new(TestTasks::default()),
+    );
+    let def = json!({"StartAt": "Slow", "States": {"Slow": {"Type": "Task", "Resource": format!("{FN}Sleep"), "End": true}}});
+    let sm = engine
+        .create_state_machine("stop", machine(def))
+        .await
+        .unwrap();
+    let mut ends = engine.subscribe_ends();
+    let exec = engine
+        .start_execution(&sm, None, json!({"seconds": 30}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = std::time::Instant::now();
+    engine
+        .stop_execution(&exec.execution_arn, Some("Stopped"), Some("by the test"))
+        .await
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let d = engine
+        .describe_execution(&exec.execution_arn)
+        .await
+        .unwrap();
+    assert_eq!(d.status, ExecutionStatus::Aborted);
+    assert_eq!(d.error.as_deref(), Some("Stopped"));
+    let end = ends.recv().await.unwrap();
+    assert_eq!(end.status, ExecutionStatus::Aborted);
+    let history = engine
+        .get_execution_history(&exec.execution_arn)
+        .await
+        .unwrap();
+    assert_eq!(history.last().unwrap().event_type, "ExecutionAborted");
+    // Stopping again is a no-op.
+    engine
+        .stop_execution(&exec.execution_arn, None, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn many_concurrent_executions_need_no_thread_each() {
+    let engine = Engine::new(
+        Arc::new(MemoryExecutionStore::new()),
+        Arc::new(TestTasks::default()),
+    );
+    let def = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "Next": "P"}, "P": {"Type": "Pass", "End": true}}});
+    let sm = engine
+        .create_state_machine("many", machine(def))
+        .await
+        .unwrap();
+    let mut arns = Vec::new();
+    for i in 0..2000 {
+        arns.push(
+            engine
+                .start_execution(&sm, None, json!({"i": i}))
+                .await
+                .unwrap()
+                .execution_arn,
+        );
+    }
+    for (i, a) in arns.iter().enumerate() {
+        let d = engine.wait_for_completion(a).await.unwrap();
+        assert_eq!(d.output, Some(json!({"i": i})));
+    }
+}
