@@ -72,6 +72,13 @@ pub struct TokensFileAuth {
     entries: Vec<([u8; 32], String)>,
 }
 
+impl std::fmt::Debug for TokensFileAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print digests: a token list is a secret.
+        write!(f, "TokensFileAuth({} tokens)", self.entries.len())
+    }
+}
+
 pub const MIN_TOKEN_LEN: usize = 16;
 
 impl TokensFileAuth {
@@ -326,5 +333,36 @@ impl Authenticator for JwtAuth {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| AuthError::Invalid("the token has no sub".into()))?;
         Ok(Principal { subject: sub })
+    }
+}
+
+/// For the API Lambda behind API Gateway: the owner is the `sub` claim the Cognito
+/// authorizer put in the request context (REST: `authorizer.claims.sub`; HTTP API JWT
+/// authorizer: `authorizer.jwt.claims.sub`). No claims → 401: API Gateway should never let
+/// such a request through, so it is refused rather than trusted.
+pub struct CognitoClaimsAuth;
+
+#[async_trait]
+impl Authenticator for CognitoClaimsAuth {
+    async fn authenticate(&self, parts: &Parts) -> Result<Principal, AuthError> {
+        use lambda_http::request::RequestContext;
+        let sub = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx
+                .authorizer
+                .fields
+                .get("claims")
+                .and_then(|c| c.get("sub"))
+                .and_then(|s| s.as_str())
+                .map(str::to_string),
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+                .authorizer
+                .as_ref()
+                .and_then(|a| a.jwt.as_ref())
+                .and_then(|j| j.claims.get("sub").cloned()),
+            _ => None,
+        };
+        sub.filter(|s| !s.is_empty())
+            .map(|subject| Principal { subject })
+            .ok_or(AuthError::Missing)
     }
 }

@@ -27,8 +27,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{
-    AuthError, Authenticator, JwksError, JwtAuth, NoAuth, Principal, TokensFileAuth,
-    TokensFileError, bearer, check_no_auth_allowed,
+    AuthError, Authenticator, CognitoClaimsAuth, JwksError, JwtAuth, NoAuth, Principal,
+    TokensFileAuth, TokensFileError, bearer, check_no_auth_allowed,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use spec::{openapi, openapi_yaml};
@@ -256,7 +256,7 @@ async fn method_not_allowed() -> ApiError {
 /// long poll, and panics turned into a 500 JSON error.
 pub fn router(state: ApiState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let routes = Router::new()
         .route("/jobs", post(start_job).get(list_jobs))
         .route("/jobs/{jobId}", get(get_job))
         .route("/jobs/{jobId}/cancel", post(cancel_job))
@@ -284,7 +284,45 @@ pub fn router(state: ApiState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]));
+    // Rewriting the path must happen before routing, so it wraps the routed service.
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(strip_api_gateway_stage)
+            .service(routes),
+    )
+}
+
+/// API Gateway REST puts the stage in front of the path (`/prod/jobs`) unless the Lambda
+/// runs with `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true`; routes are stage-free either way.
+fn strip_api_gateway_stage<B>(mut req: Request<B>) -> Request<B> {
+    use lambda_http::request::RequestContext;
+    let stage = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| s != "$default" && !s.is_empty()) else {
+        return req;
+    };
+    let prefix = format!("/{stage}");
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some("") => "/".to_string(),
+        Some(r) if r.starts_with('/') => r.to_string(),
+        _ => return req,
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    if let Ok(pq) = pq.parse::<axum::http::uri::PathAndQuery>() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// tower-http answers an oversized body with a plain-text 413; make it the API's JSON error.

@@ -3,6 +3,7 @@
 //! the use cases the API and CLI call. No AWS SDK and no SQLite here: adapters implement the
 //! ports (`longhaul-local`, `longhaul-aws`), entry points wire them.
 
+pub mod contract;
 pub mod job;
 pub mod memory;
 pub mod ports;

@@ -195,3 +195,9 @@ async fn cancel_wins_or_loses_cleanly_and_other_owners_see_not_found() {
         matches!(out, longhaul_jobs::TransitionOutcome::Rejected(j) if j.status == JobStatus::Cancelled)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_adapters_keep_the_port_contracts() {
+    longhaul_jobs::contract::job_store_contract(Arc::new(MemoryJobStore::new())).await;
+    longhaul_jobs::contract::blob_store_contract(Arc::new(MemoryBlobStore::new())).await;
+}
