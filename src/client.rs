@@ -209,6 +209,50 @@ impl Client {
         )
     }
 
+    /// Downloads a job's files into `dir` (their signed links need no token).
+    pub async fn save_files(&self, job: &Value, dir: &Path) -> Result<Vec<PathBuf>> {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let mut saved = Vec::new();
+        for f in job["files"].as_array().into_iter().flatten() {
+            let (Some(name), Some(url)) = (f["name"].as_str(), f["url"].as_str()) else {
+                continue;
+            };
+            // The name comes from the server: keep only a plain file name.
+            let name = Path::new(name)
+                .file_name()
+                .ok_or_else(|| anyhow!("the server sent a file without a usable name"))?;
+            let resp = self
+                .http
+                .get(url)
+                .timeout(Duration::from_secs(3600))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "downloading {}: {}",
+                        name.to_string_lossy(),
+                        e.without_url()
+                    )
+                })?;
+            if !resp.status().is_success() {
+                bail!(
+                    "downloading {}: HTTP {}",
+                    name.to_string_lossy(),
+                    resp.status().as_u16()
+                );
+            }
+            let bytes = resp.bytes().await.context("reading a result file")?;
+            let path = dir.join(name);
+            tokio::fs::write(&path, &bytes)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            saved.push(path);
+        }
+        Ok(saved)
+    }
+
     /// Long-polls until the job is terminal, drawing a progress bar on stderr.
     pub async fn wait(&self, job_id: &str, show_progress: bool) -> Result<Value> {
         let bar = show_progress.then(|| {

@@ -48,6 +48,12 @@ enum Command {
         /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
         #[arg(long)]
         wait: bool,
+        /// Upload this file first and use it as the input's `source`.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// With --wait: save the job's result files into this directory.
+        #[arg(long, requires = "wait")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -141,10 +147,24 @@ async fn run(cli: Cli) -> Result<i32> {
             input,
             idempotency_key,
             wait,
+            file,
+            out,
             client,
         } => {
             let c = Client::new(&client)?;
-            let input = client::parse_input(&input)?;
+            let mut input = client::parse_input(&input)?;
+            if let Some(path) = &file {
+                let uploaded = c.upload(path, None).await?;
+                match &mut input {
+                    serde_json::Value::Object(m) => {
+                        m.insert(
+                            "source".into(),
+                            serde_json::json!({"object": uploaded["object"]}),
+                        );
+                    }
+                    _ => anyhow::bail!("--input must be a JSON object to use --file"),
+                }
+            }
             let job = c
                 .start(&job_type, input, idempotency_key.as_deref())
                 .await?;
@@ -153,6 +173,11 @@ async fn run(cli: Cli) -> Result<i32> {
                 let job = c
                     .wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .await?;
+                if let Some(dir) = &out {
+                    for saved in c.save_files(&job, dir).await? {
+                        eprintln!("saved {}", saved.display());
+                    }
+                }
                 client::print_job(c.format, &job);
                 return Ok(client::exit_code_for(&job));
             }

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Largest upload, in bytes.
     #[arg(long, env = "LONGHAUL_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
+    /// Let URL and file-ref downloads use http and reach loopback/private addresses. For
+    /// local testing only: it turns off the protection against server-side request forgery.
+    #[arg(long, env = "LONGHAUL_ALLOW_INSECURE_DOWNLOADS")]
+    pub allow_insecure_downloads: bool,
     /// Log format.
     #[arg(long, env = "LONGHAUL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -78,6 +82,7 @@ impl ServeArgs {
             max_active_jobs: 20,
             file_url_ttl: 900,
             max_upload_bytes: 1 << 30,
+            allow_insecure_downloads: false,
             log_format: LogFormat::Text,
         }
     }
@@ -158,6 +163,10 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         store: store.clone() as Arc<dyn JobStore>,
         blobs: blobs.clone() as Arc<dyn BlobStore>,
         types: types.clone(),
+        downloads: longhaul_workers::fetch::DownloadPolicy {
+            allow_insecure: args.allow_insecure_downloads,
+            max_bytes: args.max_upload_bytes,
+        },
     };
     let exec_store = Arc::new(
         longhaul_engine::SqliteExecutionStore::open(&args.data_dir.join("engine.db"))
@@ -173,6 +182,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         max_active_jobs_per_owner: args.max_active_jobs,
         file_url_ttl: Duration::from_secs(args.file_url_ttl.clamp(1, 7 * 24 * 3600)),
         max_upload_bytes: args.max_upload_bytes,
+        allow_insecure_downloads: args.allow_insecure_downloads,
         ..ServiceConfig::default()
     };
     let service = Arc::new(JobService::new(

@@ -176,6 +176,30 @@ pub trait BlobStore: Send + Sync + 'static {
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError>;
 
+    /// Writes an object from a stream of chunks, at most `max_bytes`, atomically. Returns
+    /// the size, or `Ok(None)` when the stream was longer (then nothing is kept). The
+    /// default collects the stream in memory; stores that can stream override it.
+    async fn put_stream(
+        &self,
+        key: &str,
+        mut chunks: futures_core::stream::BoxStream<'_, Result<Bytes, String>>,
+        content_type: &str,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, BlobError> {
+        use futures_util::StreamExt;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(BlobError::Other)?;
+            if (buf.len() + chunk.len()) as u64 > max_bytes {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let n = buf.len() as u64;
+        self.put(key, buf.freeze(), content_type).await?;
+        Ok(Some(n))
+    }
+
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
 
     /// A URL to download the object, served with this file name and content type.

@@ -37,6 +37,9 @@ pub struct ServiceConfig {
     pub job_retention: Option<Duration>,
     /// Longest long poll.
     pub max_wait: Duration,
+    /// Lets URL and file-ref downloads reach http, loopback and private addresses (local
+    /// testing only).
+    pub allow_insecure_downloads: bool,
 }
 
 impl Default for ServiceConfig {
@@ -48,6 +51,7 @@ impl Default for ServiceConfig {
             max_upload_bytes: 1 << 30,
             job_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             max_wait: Duration::from_secs(25),
+            allow_insecure_downloads: false,
         }
     }
 }
@@ -254,6 +258,8 @@ impl JobService {
         }
         let refs = req.openai_file_id_refs.clone().unwrap_or_default();
         validate_file_refs(&refs)?;
+        self.check_sources(owner, &req.job_type, &input, &refs)
+            .await?;
         let request_hash = request_hash(&req);
 
         if let Some(key) = &req.idempotency_key
@@ -291,6 +297,60 @@ impl JobService {
         }
         let job = self.launch(job).await?;
         Ok((self.view(&job).await?, true))
+    }
+
+    /// Checks a job's input sources before anything is written: an upload must be the
+    /// owner's and exist (and its header must hold the columns the job names), a file ref
+    /// must point into openaiFileIdRefs, a URL must be https to a public address.
+    async fn check_sources(
+        &self,
+        owner: &str,
+        job_type: &str,
+        input: &Value,
+        refs: &[OpenAiFileRef],
+    ) -> Result<(), ServiceError> {
+        if job_type != "csv-report" {
+            return Ok(());
+        }
+        let spec: longhaul_report::ReportSpec = serde_json::from_value(input.clone())
+            .map_err(|e| ServiceError::BadRequest(format!("input: {e}")))?;
+        match &spec.source {
+            longhaul_report::Source::Object { object } => {
+                let prefix = format!("{}/", upload_prefix(owner));
+                if !object.starts_with(&prefix) {
+                    return Err(ServiceError::BadRequest(
+                        "input.source.object: not one of your uploads (use the object createUpload returned)".into(),
+                    ));
+                }
+                let meta = self.blobs.head(object).await?.ok_or_else(|| {
+                    ServiceError::BadRequest(
+                        "input.source.object: nothing was uploaded there yet (PUT the file to its uploadUrl first)".into(),
+                    )
+                })?;
+                let head_len = meta.size_bytes.min(64 * 1024);
+                if head_len > 0 {
+                    let first = self.blobs.get(object, Some(0..head_len)).await?;
+                    let delimiter = spec.delimiter_byte().map_err(ServiceError::BadRequest)?;
+                    if let Ok(Some(header)) = longhaul_report::read_header(&first, delimiter) {
+                        longhaul_report::check_columns(&spec, &header)
+                            .map_err(|e| ServiceError::BadRequest(format!("input: {e}")))?;
+                    }
+                }
+            }
+            longhaul_report::Source::FileRef { file_ref } => {
+                if *file_ref >= refs.len() {
+                    return Err(ServiceError::BadRequest(format!(
+                        "input.source.fileRef: {file_ref} is not an index of openaiFileIdRefs ({} file(s) attached)",
+                        refs.len()
+                    )));
+                }
+            }
+            longhaul_report::Source::Url { url } => {
+                check_download_url(url, self.config.allow_insecure_downloads)
+                    .map_err(|m| ServiceError::BadRequest(format!("input.source.url: {m}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// An idempotent replay: same body → the same job (started again if an earlier start
@@ -583,6 +643,69 @@ fn validate_idempotency_key(key: &str) -> Result<(), ServiceError> {
         )));
     }
     Ok(())
+}
+
+/// Checks a download URL before any request: https (http only when insecure downloads are
+/// allowed), a host, and no literal loopback, private, link-local or unspecified address.
+/// Names are checked again when resolved, at download time.
+pub fn check_download_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if allow_insecure => {}
+        other => return Err(format!("the scheme must be https, not {other}")),
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("URLs with credentials are not accepted".into());
+    }
+    match u.host() {
+        None => Err("the URL has no host".into()),
+        Some(url::Host::Ipv4(ip)) if !allow_insecure && !is_public_ip(std::net::IpAddr::V4(ip)) => {
+            Err(format!("{ip} is not a public address"))
+        }
+        Some(url::Host::Ipv6(ip)) if !allow_insecure && !is_public_ip(std::net::IpAddr::V6(ip)) => {
+            Err(format!("{ip} is not a public address"))
+        }
+        Some(url::Host::Domain(d))
+            if !allow_insecure && (d == "localhost" || d.ends_with(".localhost")) =>
+        {
+            Err(format!("{d} is not a public address"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether an address is on the public internet (not loopback, private, link-local, CGNAT,
+/// unspecified, multicast, documentation or unique-local).
+pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240)
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(std::net::IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8))
+        }
+    }
 }
 
 fn validate_file_refs(refs: &[OpenAiFileRef]) -> Result<(), ServiceError> {

@@ -105,7 +105,7 @@ impl JobTypes {
     /// Every type longhaul ships.
     pub fn builtin() -> JobTypes {
         JobTypes {
-            types: vec![demo()],
+            types: vec![demo(), csv_report()],
         }
     }
 
@@ -153,6 +153,63 @@ fn demo() -> JobType {
                 ));
             }
             Ok(())
+        },
+    )
+}
+
+/// `csv-report`: a group-by aggregation of a CSV of any size, in parallel over its chunks.
+fn csv_report() -> JobType {
+    JobType::new(
+        "csv-report",
+        "Group-by aggregation of a CSV file of any size (count, sum, mean, min, max per group, \
+         optional filters). The top groups come back in `result`; every group in report.csv \
+         and a bar chart in report.png. The file comes from createUpload ({\"object\"}), from \
+         a file attached in ChatGPT ({\"fileRef\": index into openaiFileIdRefs}) or a URL.",
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["source", "metrics"],
+            "properties": {
+                "source": {
+                    "description": "Where the CSV is.",
+                    "oneOf": [
+                        {"type": "object", "additionalProperties": false, "required": ["object"],
+                         "properties": {"object": {"type": "string", "minLength": 1, "maxLength": 512,
+                            "description": "The object from createUpload."}}},
+                        {"type": "object", "additionalProperties": false, "required": ["fileRef"],
+                         "properties": {"fileRef": {"type": "integer", "minimum": 0, "maximum": 9,
+                            "description": "Index of a file in openaiFileIdRefs."}}},
+                        {"type": "object", "additionalProperties": false, "required": ["url"],
+                         "properties": {"url": {"type": "string", "minLength": 8, "maxLength": 2048,
+                            "description": "An https URL of the CSV."}}}
+                    ]
+                },
+                "groupBy": {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1},
+                            "description": "Columns to group by (0 to 4); none gives one row of totals."},
+                "metrics": {"type": "array", "minItems": 1, "maxItems": 10,
+                    "description": "What to compute per group: {op: count} or {op: sum|mean|min|max, column}. Named count, or OP_COLUMN (sum_amount).",
+                    "items": {"type": "object", "additionalProperties": false, "required": ["op"],
+                              "properties": {"op": {"enum": ["count", "sum", "mean", "min", "max"]},
+                                             "column": {"type": "string", "minLength": 1}}}},
+                "filter": {"type": "array", "maxItems": 10, "description": "Rows to keep (all must match).",
+                    "items": {"type": "object", "additionalProperties": false, "required": ["column", "op", "value"],
+                              "properties": {"column": {"type": "string"},
+                                             "op": {"enum": ["eq", "ne", "lt", "le", "gt", "ge", "contains"]},
+                                             "value": {"type": ["string", "number", "boolean"]}}}},
+                "sortBy": {"type": "string", "description": "A metric name; default: the first metric."},
+                "descending": {"type": "boolean", "default": true},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20,
+                          "description": "How many top groups come back inline."},
+                "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
+                "chunkBytes": {"type": "integer", "minimum": 1024, "maximum": 1073741824,
+                               "description": "Size of the parallel chunks (default 8 MiB)."}
+            }
+        }),
+        |input| {
+            let spec: longhaul_report::ReportSpec =
+                serde_json::from_value(Value::Object(input.clone()))
+                    .map_err(|e| format!("input: {e}"))?;
+            spec.validate()
         },
     )
 }

@@ -215,6 +215,16 @@ impl BlobStore for FsBlobStore {
         self.put_stream(key, stream, u64::MAX).await.map(|_| ())
     }
 
+    async fn put_stream(
+        &self,
+        key: &str,
+        chunks: futures::stream::BoxStream<'_, Result<Bytes, String>>,
+        _content_type: &str,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, BlobError> {
+        FsBlobStore::put_stream(self, key, chunks, max_bytes).await
+    }
+
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BlobError> {
         let path = self.path(key)?;
         let mut f = match tokio::fs::File::open(&path).await {

@@ -214,10 +214,17 @@ pub fn read_header(first_bytes: &[u8], delimiter: u8) -> Result<Option<Vec<Strin
 }
 
 /// Running totals of one metric in one group.
+///
+/// Sums of plain decimals (at most 9 fraction digits) are kept exactly, in units of 10^-9,
+/// so the answer does not depend on how the file was cut (float addition is not
+/// associative); other numbers fall back to f64.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Acc {
     pub n: u64,
     pub sum: f64,
+    /// The exact sum in 10^-9 units, while every value was a plain decimal.
+    #[serde(default)]
+    pub exact: Option<i128>,
     pub min: f64,
     pub max: f64,
 }
@@ -227,16 +234,52 @@ impl Default for Acc {
         Acc {
             n: 0,
             sum: 0.0,
+            exact: Some(0),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
         }
     }
 }
 
+const NANO: i128 = 1_000_000_000;
+
+/// A plain decimal (`-12.5`, `3`, `+0.25`) in 10^-9 units; None for anything else.
+fn parse_fixed(s: &str) -> Option<i128> {
+    let s = s.trim();
+    let (neg, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty()) || int.len() > 20 || frac.len() > 9 {
+        return None;
+    }
+    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let i: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let f: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i128>().ok()? * 10i128.pow(9 - frac.len() as u32)
+    };
+    let v = i.checked_mul(NANO)?.checked_add(f)?;
+    Some(if neg { -v } else { v })
+}
+
+fn nano_to_f64(e: i128) -> f64 {
+    (e / NANO) as f64 + (e % NANO) as f64 / NANO as f64
+}
+
 impl Acc {
-    fn add(&mut self, x: f64) {
+    fn add(&mut self, x: f64, fixed: Option<i128>) {
         self.n += 1;
         self.sum += x;
+        self.exact = match (self.exact, fixed) {
+            (Some(a), Some(b)) => a.checked_add(b),
+            _ => None,
+        };
         self.min = self.min.min(x);
         self.max = self.max.max(x);
     }
@@ -244,8 +287,16 @@ impl Acc {
     fn merge(&mut self, o: &Acc) {
         self.n += o.n;
         self.sum += o.sum;
+        self.exact = match (self.exact, o.exact) {
+            (Some(a), Some(b)) => a.checked_add(b),
+            _ => None,
+        };
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
+    }
+
+    fn total(&self) -> f64 {
+        self.exact.map_or(self.sum, nano_to_f64)
     }
 }
 
@@ -304,12 +355,13 @@ pub fn check_columns(spec: &ReportSpec, header: &[String]) -> Result<(), ReportE
     columns(spec, header).map(|_| ())
 }
 
-fn parse_number(field: &[u8]) -> Option<f64> {
+fn parse_number(field: &[u8]) -> Option<(f64, Option<i128>)> {
     let s = std::str::from_utf8(field).ok()?.trim();
     if s.is_empty() {
         return None;
     }
-    s.parse::<f64>().ok().filter(|x| x.is_finite())
+    let x = s.parse::<f64>().ok().filter(|x| x.is_finite())?;
+    Some((x, parse_fixed(s)))
 }
 
 /// Aggregates one range of the file (`chunk` holds its bytes).
@@ -329,7 +381,7 @@ pub fn aggregate(
     let mut groups: HashMap<Vec<String>, Vec<Acc>> = HashMap::new();
     let mut out = Partial::default();
     let mut rec = csv::ByteRecord::new();
-    let mut values = vec![0.0f64; spec.metrics.len()];
+    let mut values = vec![(0.0f64, None::<i128>); spec.metrics.len()];
     // Physical line numbers, counted from the bytes (csv's own count differs on blank lines).
     let (mut counted_to, mut line_at) = (0usize, first_line);
     loop {
@@ -399,9 +451,9 @@ pub fn aggregate(
             .or_insert_with(|| vec![Acc::default(); spec.metrics.len()]);
         for (k, m) in spec.metrics.iter().enumerate() {
             if m.op == MetricOp::Count {
-                accs[k].add(1.0);
+                accs[k].add(1.0, Some(NANO));
             } else {
-                accs[k].add(values[k]);
+                accs[k].add(values[k].0, values[k].1);
             }
         }
     }
@@ -424,14 +476,16 @@ pub struct Report {
 fn final_value(op: MetricOp, a: &Acc) -> f64 {
     match op {
         MetricOp::Count => a.n as f64,
-        MetricOp::Sum => a.sum,
-        MetricOp::Mean => {
-            if a.n == 0 {
-                0.0
-            } else {
-                a.sum / a.n as f64
+        MetricOp::Sum => a.total(),
+        MetricOp::Mean => match (a.n, a.exact) {
+            (0, _) => 0.0,
+            // Exact division first, so the mean too does not depend on the cut.
+            (n, Some(e)) => {
+                let n = i128::from(n);
+                nano_to_f64(e / n) + (e % n) as f64 / (n as f64 * NANO as f64)
             }
-        }
+            (n, None) => a.sum / n as f64,
+        },
         MetricOp::Min => {
             if a.n == 0 {
                 0.0

@@ -6,6 +6,9 @@
 //! Every handler is safe to run twice (Step Functions tasks are at least once): status
 //! changes are conditional writes, and a handler that finds its work already done succeeds.
 
+pub mod csv;
+pub mod fetch;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -22,6 +25,7 @@ pub struct WorkerContext {
     pub store: Arc<dyn JobStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub types: Arc<JobTypes>,
+    pub downloads: fetch::DownloadPolicy,
 }
 
 /// A handler failure, as Step Functions sees it: an error name and a cause.
@@ -55,6 +59,9 @@ impl WorkerError {
 pub const FUNCTIONS: &[(&str, &str)] = &[
     ("RegisterFunctionArn", "register"),
     ("DemoStepFunctionArn", "demo-step"),
+    ("CsvPlanFunctionArn", "csv-plan"),
+    ("CsvAggregateFunctionArn", "csv-aggregate"),
+    ("CsvMergeFunctionArn", "csv-merge"),
     ("CompleteFunctionArn", "complete"),
     ("MarkFailedFunctionArn", "mark-failed"),
 ];
@@ -74,6 +81,9 @@ pub async fn dispatch(
     match handler {
         "register" => out(register(ctx, parse(handler, input)?).await?),
         "demo-step" => out(demo_step(ctx, parse(handler, input)?).await?),
+        "csv-plan" => out(csv::plan(ctx, parse(handler, input)?).await?),
+        "csv-aggregate" => out(csv::aggregate(ctx, parse(handler, input)?).await?),
+        "csv-merge" => out(csv::merge(ctx, parse(handler, input)?).await?),
         "complete" => out(complete(ctx, parse(handler, input)?).await?),
         "mark-failed" => out(mark_failed(ctx, parse(handler, input)?).await?),
         "track-status" => out(track_status_change(ctx, parse(handler, input)?).await?),
@@ -187,12 +197,66 @@ pub async fn register(
             return Err(WorkerError::new("JobNotFound", format!("no job {job_id}")));
         }
     };
+    let input = fetch_sources(ctx, &job).await?;
     Ok(RegisteredJob {
         job_id: job.job_id,
         owner: job.owner,
         job_type: job.job_type,
-        input: job.input,
+        input,
     })
+}
+
+/// Copies a job's outside inputs (a ChatGPT file ref, whose link lives 5 minutes; a URL)
+/// into the blob store at once, and points the input at the copy. Safe to repeat.
+async fn fetch_sources(ctx: &WorkerContext, job: &Job) -> Result<Value, WorkerError> {
+    let mut input = job.input.clone();
+    let Some(source) = input.get("source").cloned() else {
+        return Ok(input);
+    };
+    let (url, name) = if let Some(i) = source.get("fileRef").and_then(Value::as_u64) {
+        let r = usize::try_from(i)
+            .ok()
+            .and_then(|i| job.openai_file_id_refs.get(i))
+            .ok_or_else(|| {
+                WorkerError::new(
+                    "InvalidJobInput",
+                    format!("input.source.fileRef: no file {i} in openaiFileIdRefs"),
+                )
+            })?;
+        (r.download_link.clone(), r.name.clone())
+    } else if let Some(u) = source.get("url").and_then(Value::as_str) {
+        (u.to_string(), "source.csv".to_string())
+    } else {
+        return Ok(input);
+    };
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let safe = safe.trim_start_matches('.').to_string();
+    let key = format!(
+        "jobs/{}/input/{}",
+        job.job_id,
+        if safe.is_empty() { "source.csv" } else { &safe }
+    );
+    if ctx
+        .blobs
+        .head(&key)
+        .await
+        .map_err(|e| WorkerError::new("StoreUnavailable", e.to_string()))?
+        .is_none()
+    {
+        fetch::download(ctx.blobs.as_ref(), &ctx.downloads, &url, &key).await?;
+    }
+    input["source"] = json!({"object": key});
+    Ok(input)
 }
 
 fn not_running(job: &Job) -> WorkerError {

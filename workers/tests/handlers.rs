@@ -14,6 +14,7 @@ fn ctx() -> WorkerContext {
         store: Arc::new(MemoryJobStore::new()),
         blobs: Arc::new(MemoryBlobStore::new()),
         types: Arc::new(JobTypes::builtin()),
+        downloads: Default::default(),
     }
 }
 
