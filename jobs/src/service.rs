@@ -840,6 +840,41 @@ mod tests {
     }
 
     #[test]
+    fn download_urls_must_be_https_to_public_addresses() {
+        for ok in [
+            "https://example.com/a.csv",
+            "https://8.8.8.8/x",
+            "https://[2606:4700::1111]/x",
+        ] {
+            assert!(check_download_url(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com/a.csv",
+            "https://127.0.0.1/x",
+            "https://10.0.0.1/x",
+            "https://172.16.5.4/x",
+            "https://192.168.1.1/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/x",
+            "https://0.0.0.0/x",
+            "https://[::1]/x",
+            "https://[fe80::1]/x",
+            "https://[fd00::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://localhost/x",
+            "https://user:pw@example.com/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(check_download_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(
+            check_download_url("http://127.0.0.1:8080/x", true).is_ok(),
+            "allowed for local tests"
+        );
+    }
+
+    #[test]
     fn upload_prefixes_differ_per_owner() {
         assert_ne!(upload_prefix("alice"), upload_prefix("bob"));
         assert!(upload_prefix("alice").starts_with("uploads/"));
