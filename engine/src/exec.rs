@@ -186,7 +186,7 @@ impl Run {
                 self.event(
                     &format!("{type_name}StateEntered"),
                     Some(&name),
-                    json!({"name": name, "input": input}),
+                    json!({"name": name, "input": brief(&input)}),
                 );
                 let item_ref = item.as_ref().map(|(i, v)| (*i, v));
                 let outcome = self
@@ -197,7 +197,7 @@ impl Run {
                         self.event(
                             &format!("{type_name}StateExited"),
                             Some(&name),
-                            json!({"name": name, "output": output}),
+                            json!({"name": name, "output": brief(&output)}),
                         );
                         name = next;
                         input = output;
@@ -213,7 +213,7 @@ impl Run {
                         self.event(
                             &format!("{type_name}StateExited"),
                             Some(&name),
-                            json!({"name": name, "output": output}),
+                            json!({"name": name, "output": brief(&output)}),
                         );
                         return Ok(output);
                     }
@@ -235,7 +235,7 @@ impl Run {
                         self.event(
                             &format!("{type_name}StateExited"),
                             Some(&name),
-                            json!({"name": name, "output": output}),
+                            json!({"name": name, "output": brief(&output)}),
                         );
                         name = c.next.clone();
                         input = output;
@@ -516,7 +516,7 @@ impl Run {
         self.event(
             "TaskScheduled",
             Some(&state.name),
-            json!({"resource": resource, "parameters": task_input}),
+            json!({"resource": resource, "parameters": brief(&task_input)}),
         );
         self.event(
             "TaskStarted",
@@ -554,7 +554,7 @@ impl Run {
                 self.event(
                     "TaskSucceeded",
                     Some(&state.name),
-                    json!({"resource": resource, "output": out}),
+                    json!({"resource": resource, "output": brief(&out)}),
                 );
                 Ok(if *lambda_invoke {
                     json!({
@@ -795,6 +795,62 @@ impl Run {
     }
 }
 
+/// Largest input/output kept whole in a history event; bigger ones keep a prefix of their
+/// JSON text. History is for reading, and whole copies of big states would make a long
+/// execution's history cost more memory than its data.
+pub(crate) const HISTORY_DETAIL_BYTES: usize = 4096;
+
+/// A cheap copy of `v` for the history: itself when small, else a truncated JSON preview.
+pub(crate) fn brief(v: &Value) -> Value {
+    fn size(v: &Value, budget: usize) -> usize {
+        match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 8,
+            Value::String(s) => s.len() + 2,
+            Value::Array(a) => {
+                let mut n = 2;
+                for x in a {
+                    n += size(x, budget.saturating_sub(n)) + 1;
+                    if n > budget {
+                        break;
+                    }
+                }
+                n
+            }
+            Value::Object(m) => {
+                let mut n = 2;
+                for (k, x) in m {
+                    n += k.len() + 3 + size(x, budget.saturating_sub(n));
+                    if n > budget {
+                        break;
+                    }
+                }
+                n
+            }
+        }
+    }
+    if size(v, HISTORY_DETAIL_BYTES) <= HISTORY_DETAIL_BYTES {
+        return v.clone();
+    }
+    struct Limited(Vec<u8>);
+    impl std::io::Write for Limited {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() >= HISTORY_DETAIL_BYTES {
+                return Err(std::io::Error::other("full"));
+            }
+            let n = buf.len().min(HISTORY_DETAIL_BYTES - self.0.len());
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Limited(Vec::with_capacity(HISTORY_DETAIL_BYTES));
+    let _ = serde_json::to_writer(&mut w, v);
+    json!({"truncated": true, "preview": String::from_utf8_lossy(&w.0)})
+}
+
 fn retry_delay(r: &Retrier, attempt: u32) -> Duration {
     let mut secs = r.interval * r.backoff.powi(attempt.min(1000) as i32);
     if let Some(max) = r.max_delay {
@@ -818,5 +874,21 @@ pub(crate) fn kind_name(k: &Kind) -> &'static str {
         Kind::Fail { .. } => "Fail",
         Kind::Parallel { .. } => "Parallel",
         Kind::Map(_) => "Map",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_details_are_bounded() {
+        let small = json!({"a": [1, 2, 3], "b": "text"});
+        assert_eq!(brief(&small), small);
+        let big = json!({"rows": vec!["x".repeat(100); 1000]});
+        let b = brief(&big);
+        assert_eq!(b["truncated"], json!(true));
+        let preview = b["preview"].as_str().unwrap();
+        assert!(preview.len() <= HISTORY_DETAIL_BYTES && preview.starts_with("{\"rows\":[\"xxx"));
     }
 }
