@@ -2,6 +2,7 @@
 //! into the crates (`longhaul-local` + `longhaul-api` for `serve`, `longhaul-engine` for
 //! `sfn run`, the HTTP client for `start`/`get`/`list`/`cancel`/`upload`).
 
+mod bench;
 mod client;
 mod demo;
 mod serve;
@@ -102,6 +103,11 @@ enum Command {
     Sfn {
         #[command(subcommand)]
         command: SfnCommand,
+    },
+    /// Measure (benchmarks are commands, never tests).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
     /// Print the OpenAPI 3.1 spec (YAML) for a GPT Action.
     Openapi {
@@ -246,6 +252,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Sfn {
             command: SfnCommand::Run(args),
         } => Ok(longhaul_engine::cli::run(args).await),
+        Command::Bench { command } => bench::run(command).await,
         Command::Openapi { server_url } => {
             print!("{}", longhaul_api::openapi_yaml(&server_url));
             Ok(0)

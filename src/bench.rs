@@ -1,0 +1,163 @@
+//! `longhaul bench`: measurements, never tests. `bench engine` times the embedded engine on
+//! the workloads of the benchmark issue — a 1,000-item Map of Pass chains, and thousands of
+//! concurrent 5-state executions — in memory and with SQLite checkpoints, and prints
+//! min/median/max over several runs (the machine is noisy: compare ratios from one run).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use clap::{Args, Subcommand};
+use longhaul_engine::{
+    Engine, ExecutionStatus, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
+    StateMachine, TaskContext, TaskFailure, TaskInvoker,
+};
+use serde_json::{Value, json};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Pass-state transitions per second of the embedded engine.
+    Engine(EngineBench),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EngineBench {
+    /// Runs of each workload (min/median/max are reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Items of the Map workload.
+    #[arg(long, default_value_t = 1000)]
+    pub items: usize,
+    /// Pass states per chain.
+    #[arg(long, default_value_t = 5)]
+    pub chain: usize,
+    /// Concurrent executions of the second workload.
+    #[arg(long, default_value_t = 10_000)]
+    pub executions: usize,
+}
+
+struct NoTasks;
+
+#[async_trait]
+impl TaskInvoker for NoTasks {
+    async fn invoke(&self, r: &str, _: Value, _: TaskContext) -> Result<Value, TaskFailure> {
+        Err(TaskFailure::new(
+            "States.TaskFailed",
+            format!("no task {r} in a benchmark"),
+        ))
+    }
+}
+
+fn chain(n: usize) -> Value {
+    let mut states = serde_json::Map::new();
+    for i in 0..n {
+        let s = if i + 1 < n {
+            json!({"Type": "Pass", "Next": format!("P{}", i + 1)})
+        } else {
+            json!({"Type": "Pass", "End": true})
+        };
+        states.insert(format!("P{i}"), s);
+    }
+    json!({"StartAt": "P0", "States": states})
+}
+
+fn parse(def: &Value) -> Result<StateMachine> {
+    StateMachine::parse(&def.to_string(), &BTreeMap::new()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Transitions per second of one run.
+async fn run_once(
+    store: Arc<dyn ExecutionStore>,
+    machine: StateMachine,
+    inputs: Vec<Value>,
+    transitions: usize,
+) -> Result<f64> {
+    let engine = Engine::new(store, Arc::new(NoTasks));
+    let sm = engine.create_state_machine("bench", machine).await?;
+    let t0 = Instant::now();
+    let mut arns = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        arns.push(
+            engine
+                .start_execution(&sm, None, input)
+                .await?
+                .execution_arn,
+        );
+    }
+    for a in &arns {
+        let d = engine.wait_for_completion(a).await?;
+        anyhow::ensure!(
+            d.status == ExecutionStatus::Succeeded,
+            "{a}: {:?}",
+            d.status
+        );
+    }
+    Ok(transitions as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn stats(mut xs: Vec<f64>) -> Value {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let med = xs.get(xs.len() / 2).copied().unwrap_or(0.0);
+    json!({
+        "min": xs.first().copied().unwrap_or(0.0).round(),
+        "median": med.round(),
+        "max": xs.last().copied().unwrap_or(0.0).round(),
+    })
+}
+
+pub async fn run(cmd: BenchCommand) -> Result<i32> {
+    let BenchCommand::Engine(b) = cmd;
+    let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",
+        "ItemProcessor": chain(b.chain), "End": true}}});
+    let map = parse(&map_def)?;
+    let single = parse(&chain(b.chain))?;
+    let map_input = json!({"xs": (0..b.items).collect::<Vec<_>>()});
+    let map_transitions = b.items * b.chain + 1;
+    let many_transitions = b.executions * b.chain;
+    let dir = tempfile::tempdir().context("a temp dir for the SQLite store")?;
+    let mut results = serde_json::Map::new();
+    for (name, durable) in [("in_memory", false), ("sqlite_checkpoints", true)] {
+        let (mut a, mut c) = (Vec::new(), Vec::new());
+        for run in 0..b.runs.max(1) {
+            let store = |tag: &str| -> Result<Arc<dyn ExecutionStore>> {
+                Ok(if durable {
+                    Arc::new(SqliteExecutionStore::open(
+                        &dir.path().join(format!("{tag}-{run}.db")),
+                    )?)
+                } else {
+                    Arc::new(MemoryExecutionStore::new())
+                })
+            };
+            a.push(
+                run_once(
+                    store("map")?,
+                    map.clone(),
+                    vec![map_input.clone()],
+                    map_transitions,
+                )
+                .await?,
+            );
+            let inputs = (0..b.executions).map(|i| json!({"i": i})).collect();
+            c.push(run_once(store("many")?, single.clone(), inputs, many_transitions).await?);
+        }
+        results.insert(
+            name.to_string(),
+            json!({
+                "map_of_pass_chains_transitions_per_s": stats(a),
+                "concurrent_executions_transitions_per_s": stats(c),
+            }),
+        );
+    }
+    let report = json!({
+        "workloads": {
+            "map_of_pass_chains": format!("one execution: a Map of {} items, each a chain of {} Pass states ({map_transitions} transitions)", b.items, b.chain),
+            "concurrent_executions": format!("{} executions of a {}-Pass chain started at once ({many_transitions} transitions)", b.executions, b.chain),
+        },
+        "runs": b.runs,
+        "results": results,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(0)
+}
