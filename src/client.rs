@@ -151,6 +151,28 @@ impl Client {
         Ok(self.send(req).await?.1)
     }
 
+    /// Every event of the job's execution (all pages).
+    pub async fn history(&self, job_id: &str) -> Result<Vec<Value>> {
+        check_job_id(job_id)?;
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = self
+                .http
+                .get(format!("{}/jobs/{job_id}/history", self.base))
+                .query(&[("limit", "1000")]);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c)]);
+            }
+            let (_, page) = self.send(req).await?;
+            events.extend(page["events"].as_array().cloned().unwrap_or_default());
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return Ok(events),
+            }
+        }
+    }
+
     pub async fn job_types(&self) -> Result<Value> {
         Ok(self
             .send(self.http.get(format!("{}/job-types", self.base)))
@@ -398,6 +420,45 @@ pub fn print_list(format: Format, list: &Value) {
                 println!("more: --cursor {c}");
             }
         }
+    }
+}
+
+/// A readable timeline (table) or the events as JSON lines.
+pub fn print_history(format: Format, events: &[Value]) {
+    if format == Format::Json {
+        for e in events {
+            println!("{e}");
+        }
+        return;
+    }
+    let start = events
+        .first()
+        .and_then(|e| e["timestamp"].as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    for e in events {
+        let ts = e["timestamp"].as_str().unwrap_or("");
+        let offset = match (start, chrono::DateTime::parse_from_rfc3339(ts).ok()) {
+            (Some(a), Some(b)) => format!("+{:.3}s", (b - a).num_milliseconds() as f64 / 1000.0),
+            _ => String::new(),
+        };
+        let detail = ["error", "cause"]
+            .iter()
+            .filter_map(|k| {
+                e["details"][k]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!("{k}: {s}"))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        println!(
+            "{:>4}  {:<10}  {:<28}  {:<20}  {}",
+            e["id"].as_u64().unwrap_or(0),
+            offset,
+            e["type"].as_str().unwrap_or(""),
+            e["stateName"].as_str().unwrap_or(""),
+            detail
+        );
     }
 }
 

@@ -86,6 +86,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show a job's execution history as a timeline (getJobHistory).
+    History {
+        job_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Upload a file for use as a job input (createUpload + PUT).
     Upload {
         path: PathBuf,
@@ -225,6 +231,12 @@ async fn run(cli: Cli) -> Result<i32> {
                 )
                 .await?;
             client::print_list(c.format, &list);
+            Ok(0)
+        }
+        Command::History { job_id, client } => {
+            let c = Client::new(&client)?;
+            let events = c.history(&job_id).await?;
+            client::print_history(c.format, &events);
             Ok(0)
         }
         Command::Cancel { job_id, client } => {

@@ -572,3 +572,93 @@ fn committed_openapi_yaml_is_what_the_code_generates() {
         "openapi.yaml is stale: run `cargo run -- openapi > openapi.yaml`"
     );
 }
+
+#[test]
+fn history_shows_what_the_execution_did_to_its_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "alice-token-0123456789abcdef alice\nbob-token-0123456789abcdef bob\n",
+    )
+    .unwrap();
+    let auth = format!("tokens:{}", tokens.display());
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--auth", &auth],
+        Some("alice-token-0123456789abcdef"),
+    );
+    let alice = server.client();
+    let r = alice.post(
+        "/jobs",
+        &json!({"type": "demo", "input": {"steps": 2, "stepSeconds": 0, "failAtStep": 2}}),
+    );
+    let id = r.body["jobId"].as_str().unwrap().to_string();
+    let job = alice.wait_terminal(&id, Duration::from_secs(30));
+    assert_eq!(job["status"], "FAILED");
+    // Let the tracker and the engine write their last events.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let all = alice.get(&format!("/jobs/{id}/history?limit=1000"));
+    assert_eq!(all.status, 200, "{}", all.text);
+    let events = all.body["events"].as_array().unwrap().clone();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"ExecutionStarted"));
+    assert_eq!(types.last(), Some(&"ExecutionFailed"));
+    for t in [
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskSucceeded",
+        "WaitStateEntered",
+        "TaskFailed",
+        "FailStateEntered",
+    ] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    let failed = events.iter().find(|e| e["type"] == "TaskFailed").unwrap();
+    assert_eq!(failed["stateName"], "DemoStep");
+    assert_eq!(failed["details"]["error"], "DemoStepFailed");
+
+    // Pages of 5 give the same events, in order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/jobs/{id}/history?limit=5&cursor={c}"),
+            None => format!("/jobs/{id}/history?limit=5"),
+        };
+        let r = alice.get(&path);
+        assert_eq!(r.status, 200, "{}", r.text);
+        paged.extend(r.body["events"].as_array().unwrap().iter().cloned());
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, events);
+
+    let bob = alice.with_token(Some("bob-token-0123456789abcdef"));
+    let r = bob.get(&format!("/jobs/{id}/history"));
+    assert_eq!((r.status, r.error_code()), (404, "not_found"), "{}", r.text);
+    let r = alice.get(&format!("/jobs/{id}/history?cursor=zzz"));
+    assert_eq!((r.status, r.error_code()), (400, "bad_request"));
+
+    let out = Command::new(BIN)
+        .args(["history", &id, "--format", "table"])
+        .env("LONGHAUL_URL", &server.url)
+        .env("LONGHAUL_TOKEN", "alice-token-0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), events.len(), "{text}");
+    assert!(
+        text.contains("DemoStepFailed")
+            && text.lines().next().unwrap().contains("ExecutionStarted"),
+        "{text}"
+    );
+}

@@ -150,6 +150,25 @@ async fn get_job(
     Ok(json(StatusCode::OK, &job))
 }
 
+async fn get_job_history(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    Path(job_id): Path<String>,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    let q = query(q, &["cursor", "limit"])?;
+    let h = s
+        .service
+        .history(
+            &owner,
+            &job_id,
+            q.get("cursor").map(String::as_str),
+            q.get("limit").map(String::as_str),
+        )
+        .await?;
+    Ok(json(StatusCode::OK, &h))
+}
+
 async fn list_jobs(
     State(s): State<ApiState>,
     Owner(owner): Owner,
@@ -260,6 +279,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs", post(start_job).get(list_jobs))
         .route("/jobs/{jobId}", get(get_job))
         .route("/jobs/{jobId}/cancel", post(cancel_job))
+        .route("/jobs/{jobId}/history", get(get_job_history))
         .route("/job-types", get(list_job_types))
         .route("/uploads", post(create_upload))
         .route("/healthz", get(healthz))

@@ -13,6 +13,8 @@ use utoipa::OpenApi;
     longhaul_jobs::JobError,
     longhaul_jobs::ExecutionRef,
     longhaul_jobs::JobStatus,
+    longhaul_jobs::ExecutionEvent,
+    longhaul_jobs::ExecutionHistory,
     longhaul_jobs::JobList,
     longhaul_jobs::JobTypeInfo,
     longhaul_jobs::StartJobRequest,
@@ -110,6 +112,17 @@ pub fn openapi(server_url: &str) -> Value {
                 "parameters": [job_id],
                 "responses": merge(ok("200", "The cancelled job.", "JobView"), errors(&[("404", "No such job (or not yours)."), ("409", "The job already ended.")])),
                 "x-openai-isConsequential": true
+            }
+        },
+        "/jobs/{jobId}/history": {
+            "get": {
+                "operationId": "getJobHistory",
+                "summary": "A job's execution history",
+                "description": "The steps the job's workflow took, oldest first: states entered and exited, tasks, retries, failures, with inputs and outputs cut to a safe size. Use it to explain a failure. Pass nextCursor as cursor for more.",
+                "parameters": [job_id, {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                "responses": merge(ok("200", "A page of events.", "ExecutionHistory"), errors(&[("400", "Invalid cursor or limit."), ("404", "No such job (or not yours).")])),
+                "x-openai-isConsequential": false
             }
         },
         "/job-types": {

@@ -29,6 +29,14 @@ impl Orchestrator for NoopOrchestrator {
     async fn stop(&self, _: &ExecutionRef, _: &str, _: &str) -> Result<(), OrchestratorError> {
         Ok(())
     }
+    async fn history(
+        &self,
+        _: &ExecutionRef,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<longhaul_jobs::ExecutionEvent>, OrchestratorError> {
+        Ok(Vec::new())
+    }
 }
 
 fn app(auth: Arc<dyn Authenticator>) -> axum::Router {
@@ -435,7 +443,7 @@ fn the_spec_is_fit_for_a_gpt_action() {
             ids.push(id.to_string());
             let d = op["description"].as_str().unwrap();
             assert!(d.len() < 300, "{id}: description is {} characters", d.len());
-            let reads = ["getJob", "listJobs", "listJobTypes"];
+            let reads = ["getJob", "listJobs", "listJobTypes", "getJobHistory"];
             assert_eq!(
                 op["x-openai-isConsequential"],
                 json!(!reads.contains(&id)),
@@ -450,6 +458,7 @@ fn the_spec_is_fit_for_a_gpt_action() {
             "cancelJob",
             "createUpload",
             "getJob",
+            "getJobHistory",
             "listJobTypes",
             "listJobs",
             "startJob"

@@ -25,5 +25,5 @@ pub use service::{
     StartJobRequest, UploadTicket,
 };
 pub use types::{JobType, JobTypeInfo, JobTypes};
-pub use view::{FileView, JobView};
+pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobView};
 pub use workflow::{ExecutionStatusChange, WorkflowInput};

@@ -246,4 +246,13 @@ pub trait Orchestrator: Send + Sync + 'static {
         error: &str,
         cause: &str,
     ) -> Result<(), OrchestratorError>;
+
+    /// The execution's events in order (GetExecutionHistory): at most `limit` of them,
+    /// after the event with id `after_id`.
+    async fn history(
+        &self,
+        execution: &ExecutionRef,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::view::ExecutionEvent>, OrchestratorError>;
 }

@@ -20,7 +20,7 @@ use crate::ports::{
     StoreError, TransitionOutcome,
 };
 use crate::types::{JobTypeInfo, JobTypes};
-use crate::view::{FileView, JobView};
+use crate::view::{ExecutionHistory, FileView, JobView};
 
 /// Limits and lifetimes of the service.
 #[derive(Debug, Clone)]
@@ -464,6 +464,74 @@ impl JobService {
                 return self.view(&job).await;
             }
         }
+    }
+
+    /// getJobHistory: the events of the job's execution, oldest first, a page at a time.
+    pub async fn history(
+        &self,
+        owner: &str,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<ExecutionHistory, ServiceError> {
+        let limit = match limit.filter(|s| !s.is_empty()) {
+            None => 100,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(ServiceError::BadRequest(
+                        "limit must be an integer from 1 to 1000".into(),
+                    ));
+                }
+            },
+        };
+        let after = match cursor.filter(|s| !s.is_empty()) {
+            None => 0,
+            Some(c) => URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.strip_prefix("h1:").and_then(|n| n.parse::<u64>().ok()))
+                .ok_or_else(|| {
+                    ServiceError::BadRequest("cursor is not one this service returned".into())
+                })?,
+        };
+        let job = self.owned_job(owner, job_id).await?;
+        if job.execution.arn.is_none() {
+            return Ok(ExecutionHistory {
+                job_id: job.job_id,
+                events: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let mut events = self
+            .orchestrator
+            .history(&job.execution, after, limit + 1)
+            .await
+            .map_err(|e| match e {
+                OrchestratorError::NotFound(_) => {
+                    ServiceError::NotFound(format!("job {job_id} has no execution history"))
+                }
+                OrchestratorError::Unavailable(m) => ServiceError::Unavailable {
+                    message: m,
+                    retry_after_seconds: 5,
+                },
+                OrchestratorError::Other(m) => ServiceError::Internal(m),
+            })?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next_cursor = if more {
+            events
+                .last()
+                .map(|e| URL_SAFE_NO_PAD.encode(format!("h1:{}", e.id)))
+        } else {
+            None
+        };
+        Ok(ExecutionHistory {
+            job_id: job.job_id,
+            events,
+            next_cursor,
+        })
     }
 
     /// listJobs: the owner's jobs, newest first.

@@ -123,3 +123,30 @@ pub fn message_for(job: &Job, file_count: usize) -> String {
         JobStatus::TimedOut => "Timed out before it finished.".to_string(),
     }
 }
+
+/// One event of a job's execution history, as getJobHistory returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionEvent {
+    pub id: u64,
+    pub timestamp: DateTime<Utc>,
+    /// AWS's event type name, e.g. TaskStateEntered, TaskFailed, ExecutionSucceeded.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_name: Option<String>,
+    /// Input, output, error or cause, cut to a safe size.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// A page of a job's execution history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionHistory {
+    pub job_id: String,
+    pub events: Vec<ExecutionEvent>,
+    /// Pass as `cursor` for the next page; absent on the last page (so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

@@ -36,6 +36,14 @@ impl Orchestrator for RecordingOrchestrator {
         self.stops.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+    async fn history(
+        &self,
+        _: &ExecutionRef,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<longhaul_jobs::ExecutionEvent>, OrchestratorError> {
+        Ok(Vec::new())
+    }
 }
 
 fn service(

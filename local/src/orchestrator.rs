@@ -11,7 +11,8 @@ use longhaul_engine::{
     TaskContext, TaskFailure, TaskInvoker,
 };
 use longhaul_jobs::{
-    ExecutionRef, ExecutionStatusChange, Job, Orchestrator, OrchestratorError, WorkflowInput,
+    ExecutionEvent, ExecutionRef, ExecutionStatusChange, Job, Orchestrator, OrchestratorError,
+    WorkflowInput,
 };
 use longhaul_workers::{FUNCTIONS, WorkerContext};
 
@@ -214,5 +215,36 @@ impl Orchestrator for EngineOrchestrator {
             Err(EngineError::Store(m)) => Err(OrchestratorError::Unavailable(m)),
             Err(e) => Err(OrchestratorError::Other(e.to_string())),
         }
+    }
+
+    async fn history(
+        &self,
+        execution: &ExecutionRef,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionEvent>, OrchestratorError> {
+        let Some(arn) = &execution.arn else {
+            return Ok(Vec::new());
+        };
+        let events = match self.engine.get_execution_history(arn).await {
+            Ok(e) => e,
+            Err(EngineError::ExecutionDoesNotExist(a)) => {
+                return Err(OrchestratorError::NotFound(a));
+            }
+            Err(EngineError::Store(m)) => return Err(OrchestratorError::Unavailable(m)),
+            Err(e) => return Err(OrchestratorError::Other(e.to_string())),
+        };
+        Ok(events
+            .into_iter()
+            .filter(|e| e.id > after_id)
+            .take(limit)
+            .map(|e| ExecutionEvent {
+                id: e.id,
+                timestamp: e.timestamp,
+                event_type: e.event_type,
+                state_name: e.state_name,
+                details: e.details,
+            })
+            .collect())
     }
 }
