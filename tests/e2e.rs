@@ -267,6 +267,11 @@ fn client_mistakes_get_the_documented_error_codes_and_write_nothing() {
         "{}",
         r.text
     );
+    // The unread rest of the body makes the connection unusable; the client must be told.
+    assert_eq!(
+        r.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
 
     let r = api.get("/jobs/0193aaaa-0000-7000-8000-000000000000");
     assert_eq!((r.status, r.error_code()), (404, "not_found"), "{}", r.text);

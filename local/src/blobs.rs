@@ -333,7 +333,13 @@ impl BlobStore for FsBlobStore {
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message}});
-    (status, axum::Json(body)).into_response()
+    let mut resp = (status, axum::Json(body)).into_response();
+    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::UNAUTHORIZED {
+        // An upload refused before its body was read: the connection cannot be reused.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Checks a link's signature and expiry; the signed parts are method, key, then `fields`.
