@@ -327,6 +327,13 @@ impl JobService {
                         "input.source.object: nothing was uploaded there yet (PUT the file to its uploadUrl first)".into(),
                     )
                 })?;
+                // S3's presigned PUT cannot cap the size: the cap is enforced here, at use.
+                if meta.size_bytes > self.config.max_upload_bytes {
+                    return Err(ServiceError::PayloadTooLarge(format!(
+                        "input.source.object: the upload is {} bytes, over the limit of {}",
+                        meta.size_bytes, self.config.max_upload_bytes
+                    )));
+                }
                 let head_len = meta.size_bytes.min(64 * 1024);
                 if head_len > 0 {
                     let first = self.blobs.get(object, Some(0..head_len)).await?;

@@ -1,0 +1,6 @@
+//! The `csv-aggregate` workflow step as a Lambda function.
+
+#[tokio::main]
+async fn main() -> Result<(), longhaul_lambda::Error> {
+    longhaul_lambda::run_worker("csv-aggregate").await
+}

@@ -1,0 +1,6 @@
+//! The `mark-failed` workflow step as a Lambda function.
+
+#[tokio::main]
+async fn main() -> Result<(), longhaul_lambda::Error> {
+    longhaul_lambda::run_worker("mark-failed").await
+}

@@ -1,0 +1,537 @@
+//! The Lambda entry points' wiring on a moto server: the `api` Router over DynamoDB, S3 and
+//! Step Functions driven by API Gateway REST proxy events, and the worker handlers running
+//! whole jobs against DynamoDB and S3 (the workflow interpreted by the embedded engine in
+//! place of Step Functions, which moto cannot run with Rust Lambdas).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use longhaul_aws::moto::MotoServer;
+use longhaul_aws::{AwsSettings, Clients};
+use longhaul_jobs::service::{JobService, ServiceConfig, StartJobRequest};
+use longhaul_jobs::types::JobTypes;
+use longhaul_workers::WorkerContext;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TABLE: &str = "longhaul-jobs";
+const BUCKET: &str = "longhaul-files";
+
+struct Env {
+    _moto: MotoServer,
+    clients: Clients,
+    settings: AwsSettings,
+}
+
+async fn env() -> Env {
+    let moto = MotoServer::start();
+    let clients = Clients::for_test_endpoint(&moto.url).await;
+    let template = template();
+    create_table_from_template(&clients, &template).await;
+    clients
+        .s3
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let mut definition = std::fs::read_to_string(root().join("statemachine/job.asl.json")).unwrap();
+    for (var, handler) in longhaul_workers::FUNCTIONS {
+        definition = definition.replace(
+            &format!("${{{var}}}"),
+            &format!("arn:aws:lambda:us-east-1:123456789012:function:longhaul-{handler}"),
+        );
+    }
+    let arn = clients
+        .sfn
+        .create_state_machine()
+        .name("longhaul-jobs")
+        .definition(definition)
+        .role_arn("arn:aws:iam::123456789012:role/longhaul-states")
+        .send()
+        .await
+        .expect("moto's Step Functions accepts statemachine/job.asl.json")
+        .state_machine_arn()
+        .to_string();
+    Env {
+        settings: AwsSettings {
+            table: TABLE.into(),
+            bucket: BUCKET.into(),
+            state_machine_arn: Some(arn),
+            endpoint_url: Some(moto.url.clone()),
+        },
+        _moto: moto,
+        clients,
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn template() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml");
+    serde_yaml::from_str(&text).expect("template.yaml parses")
+}
+
+/// The jobs table exactly as template.yaml declares it: keys, attributes and the index.
+async fn create_table_from_template(c: &Clients, template: &serde_yaml::Value) {
+    use aws_sdk_dynamodb::types::*;
+    let resources = template["Resources"].as_mapping().unwrap();
+    let table = resources
+        .values()
+        .find(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
+        .expect("a DynamoDB table in template.yaml");
+    let p = &table["Properties"];
+    let key_schema = |v: &serde_yaml::Value| -> Vec<KeySchemaElement> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().unwrap())
+                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mut req = c
+        .dynamodb
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&p["KeySchema"])));
+    for a in p["AttributeDefinitions"].as_sequence().unwrap() {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(
+                    a["AttributeType"].as_str().unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        );
+    }
+    for g in p["GlobalSecondaryIndexes"].as_sequence().unwrap() {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(g["IndexName"].as_str().unwrap())
+                .set_key_schema(Some(key_schema(&g["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            g["Projection"]["ProjectionType"].as_str().unwrap(),
+                        ))
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.expect("the template's table is valid");
+}
+
+/// An API Gateway REST proxy event (stage `prod` in the path), with Cognito claims or none.
+fn rest_event(
+    method: &str,
+    path: &str,
+    sub: Option<&str>,
+    body: Option<Value>,
+) -> http::Request<Body> {
+    let mut ctx = json!({
+        "accountId": "123456789012", "resourceId": "abc", "stage": "prod", "requestId": "r-1",
+        "identity": {"sourceIp": "203.0.113.1"}, "resourcePath": "/{proxy+}", "httpMethod": method,
+        "apiId": "api123", "path": format!("/prod{path}"), "protocol": "HTTP/1.1"
+    });
+    if let Some(sub) = sub {
+        ctx["authorizer"] =
+            json!({"claims": {"sub": sub, "email": "a@example.com", "token_use": "id"}});
+    }
+    let event = json!({
+        "resource": "/{proxy+}", "path": format!("/prod{path}"), "httpMethod": method,
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": null, "multiValueQueryStringParameters": null,
+        "pathParameters": {"proxy": path.trim_start_matches('/')}, "stageVariables": null,
+        "requestContext": ctx,
+        "body": body.map(|b| b.to_string()), "isBase64Encoded": false
+    });
+    let req = lambda_http::request::from_str(&event.to_string()).expect("a valid event");
+    req.map(|b| Body::from(b.to_vec()))
+}
+
+async fn call(app: &axum::Router, req: http::Request<Body>) -> (u16, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_function_runs_jobs_on_dynamodb_and_step_functions() {
+    let env = env().await;
+    let state =
+        longhaul_lambda::api_state(&env.settings, &env.clients, ServiceConfig::default()).unwrap();
+    let app = longhaul_api::router(state);
+
+    let (s, body) = call(
+        &app,
+        rest_event(
+            "POST",
+            "/jobs",
+            None,
+            Some(json!({"type": "demo", "input": {"steps": 2}})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+
+    let start = json!({"type": "demo", "input": {"steps": 2}, "idempotencyKey": "k-1"});
+    let (s, job) = call(
+        &app,
+        rest_event("POST", "/jobs", Some("alice"), Some(start.clone())),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["jobId"].as_str().unwrap().to_string();
+    let exec_arn = job["execution"]["arn"]
+        .as_str()
+        .expect("execution ARN")
+        .to_string();
+    assert!(
+        exec_arn.ends_with(&format!(":execution:longhaul-jobs:{id}")),
+        "{exec_arn}"
+    );
+    assert!(
+        job["execution"]["consoleUrl"]
+            .as_str()
+            .unwrap()
+            .contains(&exec_arn)
+    );
+
+    // The execution exists in Step Functions, named by the job, with the job as input.
+    let d = env
+        .clients
+        .sfn
+        .describe_execution()
+        .execution_arn(&exec_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.name(), Some(id.as_str()));
+    let input: Value = serde_json::from_str(d.input().unwrap()).unwrap();
+    assert_eq!(
+        (
+            input["jobId"].as_str(),
+            input["owner"].as_str(),
+            input["type"].as_str()
+        ),
+        (Some(id.as_str()), Some("alice"), Some("demo"))
+    );
+
+    // Idempotent retry: the same job; other body with the key: 409.
+    let (s, again) = call(
+        &app,
+        rest_event("POST", "/jobs", Some("alice"), Some(start)),
+    )
+    .await;
+    assert_eq!((s, again["jobId"].as_str()), (200, Some(id.as_str())));
+    let (s, body) = call(
+        &app,
+        rest_event(
+            "POST",
+            "/jobs",
+            Some("alice"),
+            Some(json!({"type": "demo", "input": {"steps": 3}, "idempotencyKey": "k-1"})),
+        ),
+    )
+    .await;
+    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("conflict")));
+
+    let (s, got) = call(
+        &app,
+        rest_event("GET", &format!("/jobs/{id}"), Some("alice"), None),
+    )
+    .await;
+    assert_eq!((s, got["status"].as_str()), (200, Some("QUEUED")), "{got}");
+    let (s, list) = call(&app, rest_event("GET", "/jobs", Some("alice"), None)).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    // Another owner sees nothing.
+    let (s, _) = call(
+        &app,
+        rest_event("GET", &format!("/jobs/{id}"), Some("mallory"), None),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (_, list) = call(&app, rest_event("GET", "/jobs", Some("mallory"), None)).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+    let (s, _) = call(
+        &app,
+        rest_event("POST", &format!("/jobs/{id}/cancel"), Some("mallory"), None),
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    // An upload ticket is a presigned S3 PUT.
+    let (s, up) = call(
+        &app,
+        rest_event(
+            "POST",
+            "/uploads",
+            Some("alice"),
+            Some(json!({"name": "data.csv", "sizeBytes": 10, "mimeType": "text/csv"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{up}");
+    let url = up["uploadUrl"].as_str().unwrap();
+    assert!(
+        url.contains("X-Amz-Signature=") && url.contains(BUCKET),
+        "{url}"
+    );
+
+    // Cancel: CANCELLED in DynamoDB, the execution ABORTED.
+    let (s, cancelled) = call(
+        &app,
+        rest_event("POST", &format!("/jobs/{id}/cancel"), Some("alice"), None),
+    )
+    .await;
+    assert_eq!(
+        (s, cancelled["status"].as_str()),
+        (200, Some("CANCELLED")),
+        "{cancelled}"
+    );
+    let d = env
+        .clients
+        .sfn
+        .describe_execution()
+        .execution_arn(&exec_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status().as_str(), "ABORTED");
+    let (s, body) = call(
+        &app,
+        rest_event("POST", &format!("/jobs/{id}/cancel"), Some("alice"), None),
+    )
+    .await;
+    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("conflict")));
+
+    let (s, hist) = call(
+        &app,
+        rest_event("GET", &format!("/jobs/{id}/history"), Some("alice"), None),
+    )
+    .await;
+    assert_eq!(s, 200, "{hist}");
+    assert!(hist["events"].is_array());
+}
+
+/// The worker handlers run whole jobs against DynamoDB and S3: the same workflow, with the
+/// embedded engine standing in for Step Functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_functions_run_jobs_against_dynamodb_and_s3() {
+    let env = env().await;
+    let a = longhaul_lambda::adapters(&env.settings, &env.clients);
+    let ctx = WorkerContext {
+        store: a.store.clone(),
+        blobs: a.blobs.clone(),
+        types: Arc::new(JobTypes::builtin()),
+        downloads: Default::default(),
+    };
+    let machine = longhaul_local::orchestrator::load_definition(
+        longhaul_local::orchestrator::DEFAULT_DEFINITION,
+    )
+    .unwrap();
+    let orchestrator = longhaul_local::orchestrator::EngineOrchestrator::with_workers(
+        Arc::new(longhaul_engine::MemoryExecutionStore::default()),
+        ctx.clone(),
+        machine,
+    )
+    .await
+    .unwrap();
+    let _tracker = orchestrator.spawn_tracker(ctx.clone());
+    let service = JobService::new(
+        a.store.clone(),
+        a.blobs.clone(),
+        Arc::new(orchestrator),
+        JobTypes::builtin(),
+        ServiceConfig::default(),
+    );
+
+    // csv-report over an upload in S3, cut into several chunks.
+    let mut csv = String::from("region,product,amount\n");
+    for i in 0..3000 {
+        csv.push_str(&format!(
+            "{},p{},{}.5\n",
+            ["north", "south", "east"][i % 3],
+            i % 7,
+            i
+        ));
+    }
+    let object = format!(
+        "{}/u1/sales.csv",
+        longhaul_jobs::service::upload_prefix("bob")
+    );
+    a.blobs
+        .put(&object, bytes::Bytes::from(csv), "text/csv")
+        .await
+        .unwrap();
+    let (view, _) = service
+        .start("bob", serde_json::from_value::<StartJobRequest>(json!({
+            "type": "csv-report",
+            "input": {"source": {"object": object}, "groupBy": ["region"], "metrics": [{"op": "count"}, {"op": "sum", "column": "amount"}], "chunkBytes": 8192}
+        })).unwrap())
+        .await
+        .unwrap();
+    let done = wait_terminal(&service, "bob", &view.job_id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["result"]["rowsRead"], 3000);
+    assert_eq!(done["result"]["groups"], 3);
+    let files = done["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{done}");
+    for f in files {
+        assert!(f["url"].as_str().unwrap().contains("X-Amz-Signature="));
+    }
+    let stored = a.store.get(&view.job_id).await.unwrap().unwrap();
+    for f in &stored.files {
+        let meta = a
+            .blobs
+            .head(&f.object)
+            .await
+            .unwrap()
+            .expect("the file is in S3");
+        assert_eq!(meta.size_bytes, f.size_bytes);
+    }
+
+    // A failing demo job ends FAILED with the step's error.
+    let (view, _) = service
+        .start(
+            "bob",
+            serde_json::from_value::<StartJobRequest>(
+                json!({"type": "demo", "input": {"steps": 3, "stepSeconds": 0, "failAtStep": 2}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let done = wait_terminal(&service, "bob", &view.job_id).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert!(done["error"]["code"].as_str().is_some(), "{done}");
+}
+
+async fn wait_terminal(service: &JobService, owner: &str, id: &str) -> Value {
+    for _ in 0..60 {
+        let v = service
+            .get(owner, id, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let v = serde_json::to_value(&v).unwrap();
+        if matches!(
+            v["status"].as_str(),
+            Some("SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT")
+        ) {
+            return v;
+        }
+    }
+    panic!("job {id} did not finish in time");
+}
+
+/// Every Task resource of the workflow has a substitution, a function in template.yaml with
+/// its bin, and every function in the template has a bin in this crate.
+#[test]
+fn workflow_template_and_bins_agree() {
+    let definition = std::fs::read_to_string(root().join("statemachine/job.asl.json")).unwrap();
+    let vars: std::collections::BTreeSet<String> = definition
+        .split("${")
+        .skip(1)
+        .map(|p| p.split('}').next().unwrap().to_string())
+        .collect();
+    let known: std::collections::BTreeSet<String> = longhaul_workers::FUNCTIONS
+        .iter()
+        .map(|(v, _)| v.to_string())
+        .collect();
+    assert_eq!(
+        vars, known,
+        "job.asl.json's substitutions are the workers' FUNCTIONS"
+    );
+
+    let bins_on_disk: std::collections::BTreeSet<String> =
+        std::fs::read_dir(root().join("lambda/src/bin"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            })
+            .collect();
+    let bins: std::collections::BTreeSet<String> = longhaul_lambda::BINS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(bins_on_disk, bins, "lambda/src/bin holds exactly BINS");
+    for (_, handler) in longhaul_workers::FUNCTIONS {
+        assert!(bins.contains(*handler), "no bin for {handler}");
+    }
+
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let mut function_bins = std::collections::BTreeMap::new();
+    for (name, r) in resources {
+        if r["Type"].as_str() == Some("AWS::Serverless::Function") {
+            let bin = r["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name:?} has no Metadata.BuildProperties.Binary"));
+            assert!(
+                bins.contains(bin),
+                "function {name:?} builds bin {bin:?}, which does not exist"
+            );
+            assert_eq!(
+                r["Metadata"]["BuildMethod"].as_str(),
+                Some("rust-cargolambda")
+            );
+            function_bins.insert(name.as_str().unwrap().to_string(), bin.to_string());
+        }
+    }
+    let built: std::collections::BTreeSet<&String> = function_bins.values().collect();
+    for b in &bins {
+        assert!(
+            built.contains(b),
+            "bin {b} has no function in template.yaml"
+        );
+    }
+    let machine = resources
+        .values()
+        .find(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine"))
+        .expect("a state machine in template.yaml");
+    let subs = machine["Properties"]["DefinitionSubstitutions"]
+        .as_mapping()
+        .expect("DefinitionSubstitutions");
+    for (var, handler) in longhaul_workers::FUNCTIONS {
+        let v = subs
+            .get(*var)
+            .unwrap_or_else(|| panic!("no substitution for {var}"));
+        // `!GetAtt Fn.Arn` parses as a tagged value; its text names the function.
+        let text = format!("{v:?}");
+        let function = function_bins
+            .iter()
+            .find(|(name, _)| text.contains(&format!("{name}.Arn")))
+            .unwrap_or_else(|| panic!("{var} is not the ARN of a function: {text}"));
+        assert_eq!(
+            function.1, handler,
+            "{var} must point at the {handler} function"
+        );
+    }
+}
