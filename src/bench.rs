@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 pub enum BenchCommand {
     /// Pass-state transitions per second of the embedded engine.
     Engine(EngineBench),
+    /// Lambda bootstraps: size and start-to-first-response under a Runtime API emulator.
+    Lambda(crate::bench_lambda::LambdaBench),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,7 +110,10 @@ fn stats(mut xs: Vec<f64>) -> Value {
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<i32> {
-    let BenchCommand::Engine(b) = cmd;
+    let b = match cmd {
+        BenchCommand::Engine(b) => b,
+        BenchCommand::Lambda(l) => return crate::bench_lambda::run(l).await,
+    };
     let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",
         "ItemProcessor": chain(b.chain), "End": true}}});
     let map = parse(&map_def)?;
