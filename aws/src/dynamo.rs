@@ -1,8 +1,9 @@
 //! The `JobStore` port in one DynamoDB table.
 //!
 //! Item layout (partition key `jobId`):
-//! - a job: `jobId`, `owner` and `createdAt` (the `byOwner` index), `status` and `type`
-//!   (conditions and list filters), `version` (optimistic concurrency), `expiresAt` (TTL,
+//! - a job: `jobId`, `owner` and `createdAt` (the `byOwner` index), `activeOwner` while the
+//!   job is QUEUED or RUNNING (the sparse `activeByOwner` index, for quotas), `status` and
+//!   `type` (conditions and list filters), `version` (optimistic concurrency), `expiresAt` (TTL,
 //!   epoch seconds), `doc` (the whole record as JSON), and `resultObject` when the result was
 //!   too big for the item and lives in the bucket instead;
 //! - an idempotency record: `jobId` = `idem#<owner>#<key>` (owner with `%` and `#` escaped),
@@ -39,7 +40,7 @@ const RESULT_INLINE_MAX: usize = 32 * 1024;
 const POLL_EVERY: Duration = Duration::from_millis(1000);
 /// Conditional-write retries when only the version moved.
 const MAX_RETRIES: usize = 20;
-/// Every job status that counts as active (quotas).
+/// The statuses that count as active (quotas) and accept progress.
 const ACTIVE: [JobStatus; 2] = [JobStatus::Queued, JobStatus::Running];
 
 /// Jobs in DynamoDB.
@@ -145,6 +146,11 @@ impl DynamoJobStore {
         item.insert("doc".into(), s(doc));
         if let Some(t) = job.expires_at {
             item.insert("expiresAt".into(), n(t.timestamp()));
+        }
+        if !job.status.is_terminal() {
+            // Only active jobs carry it: the sparse `activeByOwner` index holds just them,
+            // so the quota check reads a handful of keys, not the owner's whole history.
+            item.insert("activeOwner".into(), s(&job.owner));
         }
         if let Some(o) = result_object {
             item.insert("resultObject".into(), s(o));
@@ -496,14 +502,10 @@ impl JobStore for DynamoJobStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name("byOwner")
+                .index_name("activeByOwner")
                 .key_condition_expression("#owner = :owner")
-                .filter_expression("#status IN (:q, :r)")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#owner", "activeOwner")
                 .expression_attribute_values(":owner", s(owner))
-                .expression_attribute_values(":q", s(ACTIVE[0].as_str()))
-                .expression_attribute_values(":r", s(ACTIVE[1].as_str()))
                 .select(Select::Count)
                 .set_exclusive_start_key(start.take())
                 .send()

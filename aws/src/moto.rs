@@ -60,3 +60,74 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// Creates the jobs table exactly as template.yaml declares it (keys, attributes, indexes),
+/// so the adapter tests run against the deployed schema, not a copy of it.
+pub async fn create_jobs_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let text = std::fs::read_to_string(&path).expect("template.yaml");
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let p = &resources
+        .values()
+        .find(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
+        .expect("a DynamoDB table in template.yaml")["Properties"];
+    let text_of = |v: &serde_yaml::Value| v.as_str().expect("a string").to_string();
+    let key_schema = |v: &serde_yaml::Value| -> Vec<KeySchemaElement> {
+        v.as_sequence()
+            .expect("KeySchema")
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(text_of(&k["AttributeName"]))
+                    .key_type(KeyType::from(text_of(&k["KeyType"]).as_str()))
+                    .build()
+                    .expect("key")
+            })
+            .collect()
+    };
+    let mut req = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&p["KeySchema"])));
+    for a in p["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+    {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text_of(&a["AttributeName"]))
+                .attribute_type(ScalarAttributeType::from(
+                    text_of(&a["AttributeType"]).as_str(),
+                ))
+                .build()
+                .expect("attribute"),
+        );
+    }
+    for g in p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text_of(&g["IndexName"]))
+                .set_key_schema(Some(key_schema(&g["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            text_of(&g["Projection"]["ProjectionType"]).as_str(),
+                        ))
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        );
+    }
+    req.send().await.expect("the template's table is valid");
+}

@@ -5,10 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use bytes::Bytes;
 use chrono::Utc;
 use longhaul_aws::moto::MotoServer;
@@ -21,48 +17,6 @@ use serde_json::json;
 const TABLE: &str = "longhaul-jobs";
 const BUCKET: &str = "longhaul-files";
 
-/// The table as template.yaml declares it (a test in longhaul-lambda checks the two agree).
-async fn create_table(c: &Clients) {
-    let key = |name: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    c.dynamodb
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("jobId"))
-        .attribute_definitions(attr("owner"))
-        .attribute_definitions(attr("createdAt"))
-        .key_schema(key("jobId", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("byOwner")
-                .key_schema(key("owner", KeyType::Hash))
-                .key_schema(key("createdAt", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("create table");
-}
-
 struct Aws {
     _moto: MotoServer,
     clients: Clients,
@@ -73,7 +27,7 @@ struct Aws {
 async fn aws() -> Aws {
     let moto = MotoServer::start();
     let clients = Clients::for_test_endpoint(&moto.url).await;
-    create_table(&clients).await;
+    longhaul_aws::moto::create_jobs_table(&clients.dynamodb, TABLE).await;
     clients
         .s3
         .create_bucket()
@@ -203,6 +157,8 @@ async fn big_results_live_in_the_bucket_not_in_the_item() {
         .await
         .unwrap();
     assert!(matches!(out, TransitionOutcome::Applied(_)));
+    // A terminal job leaves the sparse quota index.
+    assert_eq!(aws.store.count_active("owner-big").await.unwrap(), 0);
     let got = aws.store.get(&job.job_id).await.unwrap().unwrap();
     assert_eq!(got.result, Some(result));
     let item = aws

@@ -28,8 +28,7 @@ struct Env {
 async fn env() -> Env {
     let moto = MotoServer::start();
     let clients = Clients::for_test_endpoint(&moto.url).await;
-    let template = template();
-    create_table_from_template(&clients, &template).await;
+    longhaul_aws::moto::create_jobs_table(&clients.dynamodb, TABLE).await;
     clients
         .s3
         .create_bucket()
@@ -74,64 +73,6 @@ fn root() -> std::path::PathBuf {
 fn template() -> serde_yaml::Value {
     let text = std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml");
     serde_yaml::from_str(&text).expect("template.yaml parses")
-}
-
-/// The jobs table exactly as template.yaml declares it: keys, attributes and the index.
-async fn create_table_from_template(c: &Clients, template: &serde_yaml::Value) {
-    use aws_sdk_dynamodb::types::*;
-    let resources = template["Resources"].as_mapping().unwrap();
-    let table = resources
-        .values()
-        .find(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
-        .expect("a DynamoDB table in template.yaml");
-    let p = &table["Properties"];
-    let key_schema = |v: &serde_yaml::Value| -> Vec<KeySchemaElement> {
-        v.as_sequence()
-            .unwrap()
-            .iter()
-            .map(|k| {
-                KeySchemaElement::builder()
-                    .attribute_name(k["AttributeName"].as_str().unwrap())
-                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
-                    .build()
-                    .unwrap()
-            })
-            .collect()
-    };
-    let mut req = c
-        .dynamodb
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(key_schema(&p["KeySchema"])));
-    for a in p["AttributeDefinitions"].as_sequence().unwrap() {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(a["AttributeName"].as_str().unwrap())
-                .attribute_type(ScalarAttributeType::from(
-                    a["AttributeType"].as_str().unwrap(),
-                ))
-                .build()
-                .unwrap(),
-        );
-    }
-    for g in p["GlobalSecondaryIndexes"].as_sequence().unwrap() {
-        req = req.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(g["IndexName"].as_str().unwrap())
-                .set_key_schema(Some(key_schema(&g["KeySchema"])))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(
-                            g["Projection"]["ProjectionType"].as_str().unwrap(),
-                        ))
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        );
-    }
-    req.send().await.expect("the template's table is valid");
 }
 
 /// An API Gateway REST proxy event (stage `prod` in the path), with Cognito claims or none.
