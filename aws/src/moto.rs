@@ -1,4 +1,4 @@
-//! A moto server (`moto[server]`, installed into `.venv` by `scripts/test`) on a free
+//! A moto server (`moto[server]`, installed into `.venv` by `scripts/venv`) on a free
 //! loopback port, for the adapter tests. Stopped when dropped.
 
 use std::net::TcpListener;
@@ -11,43 +11,57 @@ pub struct MotoServer {
     pub url: String,
 }
 
+/// moto's own server, but answering one request at a time: moto's DynamoDB transactions
+/// roll back by restoring a snapshot of the table, which undoes other requests' writes when
+/// requests run in parallel. One at a time, each request is atomic and isolated, as on AWS,
+/// while the clients still race each other.
+const LAUNCHER: &str = r#"
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, request_handler=MotoRequestHandler)
+"#;
+
 impl MotoServer {
-    /// `LONGHAUL_MOTO_SERVER`, or `.venv/bin/moto_server` at the workspace root.
-    pub fn binary() -> PathBuf {
-        if let Ok(p) = std::env::var("LONGHAUL_MOTO_SERVER") {
+    /// `LONGHAUL_MOTO_PYTHON`, or `.venv/bin/python` at the workspace root (with moto).
+    pub fn python() -> PathBuf {
+        if let Ok(p) = std::env::var("LONGHAUL_MOTO_PYTHON") {
             return PathBuf::from(p);
         }
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
     }
 
     /// Starts moto and waits until it answers. Panics with what to do when it cannot.
     pub fn start() -> MotoServer {
-        let bin = Self::binary();
+        let python = Self::python();
         assert!(
-            bin.exists(),
-            "{} is missing: run scripts/venv (scripts/test does) or set LONGHAUL_MOTO_SERVER",
-            bin.display()
+            python.exists(),
+            "{} is missing: run scripts/venv (scripts/test does) or set LONGHAUL_MOTO_PYTHON",
+            python.display()
         );
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(&python)
+            .args(["-c", LAUNCHER, "127.0.0.1", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("starting moto_server");
-        let server = MotoServer {
+            .expect("starting moto");
+        let mut server = MotoServer {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start in 60 s"
-            );
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "moto exited with {status}: is moto[server] installed in .venv (scripts/venv)?"
+                );
+            }
+            assert!(Instant::now() < deadline, "moto did not start in 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         server
