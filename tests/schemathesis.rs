@@ -64,7 +64,10 @@ fn generated_requests_get_documented_answers_and_never_a_5xx() {
             rest.ends_with("passed").then(|| n.parse().ok())?
         })
         .unwrap_or_else(|| panic!("no case count in:\n{stdout}"));
-    assert!(generated >= 1000, "only {generated} cases generated:\n{stdout}");
+    assert!(
+        generated >= 1000,
+        "only {generated} cases generated:\n{stdout}"
+    );
     assert!(
         !server.log().contains("panicked"),
         "the server panicked:\n{}",

@@ -345,12 +345,19 @@ impl JobService {
                 }
             }
             longhaul_report::Source::FileRef { file_ref } => {
-                if *file_ref >= refs.len() {
+                let Some(r) = refs.get(*file_ref) else {
                     return Err(ServiceError::BadRequest(format!(
                         "input.source.fileRef: {file_ref} is not an index of openaiFileIdRefs ({} file(s) attached)",
                         refs.len()
                     )));
-                }
+                };
+                // Refused now rather than failing the job later in Register.
+                check_download_url(&r.download_link, self.config.allow_insecure_downloads)
+                    .map_err(|m| {
+                        ServiceError::BadRequest(format!(
+                            "openaiFileIdRefs[{file_ref}].download_link: {m}"
+                        ))
+                    })?;
             }
             longhaul_report::Source::Url { url } => {
                 check_download_url(url, self.config.allow_insecure_downloads)
