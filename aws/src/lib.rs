@@ -104,7 +104,7 @@ impl AwsSettings {
 pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
-    pub sfn: aws_sdk_sfn::Client,
+    shared: aws_config::SdkConfig,
 }
 
 impl Clients {
@@ -130,12 +130,18 @@ impl Clients {
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            sfn: aws_sdk_sfn::Client::new(&shared),
+            shared,
         }
     }
 }
 
 impl Clients {
+    /// The Step Functions client. Built on demand (cheap: it shares the HTTP client) so the
+    /// worker functions, which never call Step Functions, do not link its SDK.
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.shared)
+    }
+
     /// Clients for a stand-in endpoint (a moto server): fixed test credentials and region,
     /// path-style S3, no retries beyond the SDK's standard ones.
     pub async fn for_test_endpoint(endpoint_url: &str) -> Clients {
@@ -160,7 +166,7 @@ impl Clients {
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            sfn: aws_sdk_sfn::Client::new(&shared),
+            shared,
         }
     }
 }

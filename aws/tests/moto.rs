@@ -251,7 +251,7 @@ async fn state_machine(c: &Clients) -> String {
         );
     }
     assert!(!definition.contains("${"), "every substitution is known");
-    c.sfn
+    c.sfn()
         .create_state_machine()
         .name("longhaul-jobs")
         .definition(definition)
@@ -286,7 +286,7 @@ fn longhaul_jobs_functions() -> Vec<(String, String)> {
 async fn executions_are_named_by_the_job_and_retried_starts_succeed() {
     let aws = aws().await;
     let arn = state_machine(&aws.clients).await;
-    let sfn = SfnOrchestrator::new(aws.clients.sfn.clone(), &arn);
+    let sfn = SfnOrchestrator::new(aws.clients.sfn(), &arn);
     let job = Job::new("owner-x", "demo", json!({"steps": 2}), Utc::now());
     let first = sfn.start(&job).await.unwrap();
     assert_eq!(first.name, job.job_id);
@@ -313,7 +313,7 @@ async fn executions_are_named_by_the_job_and_retried_starts_succeed() {
         .unwrap();
     let d = aws
         .clients
-        .sfn
+        .sfn()
         .describe_execution()
         .execution_arn(&exec_arn)
         .send()

@@ -78,7 +78,7 @@ pub fn api_state(
         .state_machine_arn
         .clone()
         .ok_or("LONGHAUL_STATE_MACHINE_ARN: is not set")?;
-    let orchestrator = Arc::new(SfnOrchestrator::new(clients.sfn.clone(), arn));
+    let orchestrator = Arc::new(SfnOrchestrator::new(clients.sfn(), arn));
     let service = Arc::new(JobService::new(
         store,
         blobs,

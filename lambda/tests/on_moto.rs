@@ -44,7 +44,7 @@ async fn env() -> Env {
         );
     }
     let arn = clients
-        .sfn
+        .sfn()
         .create_state_machine()
         .name("longhaul-jobs")
         .definition(definition)
@@ -163,7 +163,7 @@ async fn the_api_function_runs_jobs_on_dynamodb_and_step_functions() {
     // The execution exists in Step Functions, named by the job, with the job as input.
     let d = env
         .clients
-        .sfn
+        .sfn()
         .describe_execution()
         .execution_arn(&exec_arn)
         .send()
@@ -255,7 +255,7 @@ async fn the_api_function_runs_jobs_on_dynamodb_and_step_functions() {
     );
     let d = env
         .clients
-        .sfn
+        .sfn()
         .describe_execution()
         .execution_arn(&exec_arn)
         .send()
