@@ -23,6 +23,16 @@ impl Server {
     /// Starts `longhaul serve` on 127.0.0.1:0 with `extra` args, waiting until it listens.
     /// The token is the one printed at first start, or `token` when given.
     pub fn start(data_dir: &Path, extra: &[&str], token: Option<&str>) -> Server {
+        Self::start_with_env(data_dir, extra, token, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (e.g. `LONGHAUL_LOG=debug`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let stderr_log = data_dir.with_extension(format!("{}.log", std::process::id()));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -35,6 +45,7 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("LONGHAUL_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
