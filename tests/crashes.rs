@@ -53,7 +53,7 @@ impl Client {
 
 /// The start request of job `i`: even ones demo, odd ones csv-report over the upload.
 fn start_body(i: usize, object: &str) -> Value {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         json!({"type": "demo", "input": {"steps": 3, "stepSeconds": 1}, "idempotencyKey": format!("job-{i}")})
     } else {
         json!({"type": "csv-report", "idempotencyKey": format!("job-{i}"),
@@ -198,7 +198,7 @@ fn twenty_sigkills_lose_nothing_and_duplicate_nothing() {
             );
         };
         assert_eq!(job["status"], "SUCCEEDED", "job {j}: {job}");
-        if j % 2 == 0 {
+        if j.is_multiple_of(2) {
             assert_eq!(job["result"]["stepsCompleted"], json!(3), "{job}");
         } else {
             assert_eq!(job["result"]["rowsRead"], json!(6000), "{job}");
