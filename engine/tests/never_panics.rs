@@ -197,3 +197,88 @@ fn huge_numbers_in_waits_and_retries_are_handled() {
         let _ = StateMachine::parse(&def.to_string(), &BTreeMap::new());
     }
 }
+
+/// JSONPath expressions and intrinsic calls built from their grammar (and some noise):
+/// paths with fields, indexes, slices, wildcards and recursion; every intrinsic with
+/// arguments of every kind, nested.
+fn expression() -> impl Strategy<Value = String> {
+    let step = prop_oneof![
+        8 => prop::sample::select(vec![
+            ".a", ".b", "[0]", "[1]", "[-1]", "[*]", "..a", "['a']", "[0:2]", "[99999999999]",
+        ]),
+        1 => prop::sample::select(vec!["['x y']", "[::-1]", "[?(@.a)]", ".length()", "['", "]", ".", ".."]),
+    ];
+    let path = prop::collection::vec(step, 0..5).prop_map(|parts| format!("${}", parts.concat()));
+    let context = prop::sample::select(vec![
+        "$$.Execution.Id",
+        "$$.State.Name",
+        "$$.Map.Item.Value",
+        "$$",
+        "$$.nope",
+    ])
+    .prop_map(str::to_string);
+    let literal = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
+        Just("1e308".to_string()),
+        Just("null".to_string()),
+        Just("true".to_string()),
+        "[a-z{}\\\\' ]{0,8}".prop_map(|s| format!("'{s}'")),
+        Just("'\\{\\}'".to_string()),
+    ];
+    let leaf = prop_oneof![path, context, literal];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        (
+            prop::sample::select(vec![
+                "States.Format",
+                "States.StringToJson",
+                "States.JsonToString",
+                "States.Array",
+                "States.ArrayPartition",
+                "States.ArrayContains",
+                "States.ArrayRange",
+                "States.ArrayGetItem",
+                "States.ArrayLength",
+                "States.ArrayUnique",
+                "States.Base64Encode",
+                "States.Base64Decode",
+                "States.Hash",
+                "States.JsonMerge",
+                "States.MathRandom",
+                "States.MathAdd",
+                "States.StringSplit",
+                "States.UUID",
+                "States.Nope",
+            ]),
+            prop::collection::vec(inner, 0..4),
+        )
+            .prop_map(|(f, args)| format!("{f}({})", args.join(", ")))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn paths_and_intrinsics_evaluate_or_fail_cleanly(expr in expression(), input in json_value()) {
+        let def = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": {"x.$": expr}, "End": true}}});
+        if let Ok(machine) = StateMachine::parse(&def.to_string(), &BTreeMap::new()) {
+            let rt = runtime();
+            rt.block_on(async {
+                let engine = Engine::new(Arc::new(MemoryExecutionStore::new()), Arc::new(Echo));
+                let sm = engine.create_state_machine("p", machine).await.unwrap();
+                let exec = engine.start_execution(&sm, None, input).await.unwrap();
+                let d = tokio::time::timeout(Duration::from_secs(5), engine.wait_for_completion(&exec.execution_arn))
+                    .await
+                    .expect("an expression must not hang the engine")
+                    .unwrap();
+                if d.status == longhaul_engine::ExecutionStatus::Failed {
+                    let error = d.error.unwrap_or_default();
+                    assert!(error.starts_with("States."), "a failed evaluation is a States.* error, not {error}");
+                }
+            });
+        }
+    }
+}

@@ -53,12 +53,38 @@ pub struct Plan {
     pub chunks: Vec<Chunk>,
 }
 
+/// Where the CSV reader is within a record, exactly as the `csv` crate (csv-core) sees it,
+/// so a cut is never placed where the reader of a range would disagree: a quote opens a
+/// quoted field only at the start of a field, `""` inside one is a literal quote, a quote
+/// after the closing one continues the field unquoted, and `\r` or `\n` ends a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lexer {
+    FieldStart,
+    Field,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl Lexer {
+    fn step(self, b: u8, delimiter: u8) -> Lexer {
+        let ends_field = b == delimiter || b == b'\n' || b == b'\r';
+        match self {
+            Lexer::Quoted if b == b'"' => Lexer::QuoteInQuoted,
+            Lexer::Quoted => Lexer::Quoted,
+            Lexer::FieldStart if b == b'"' => Lexer::Quoted,
+            Lexer::QuoteInQuoted if b == b'"' => Lexer::Quoted,
+            _ if ends_field => Lexer::FieldStart,
+            _ => Lexer::Field,
+        }
+    }
+}
+
 /// Cuts a CSV into record-aligned ranges while it is read front to back.
 pub struct Planner {
     delimiter: u8,
     chunk_bytes: u64,
     pos: u64,
-    in_quotes: bool,
+    state: Lexer,
     line: u64,
     header: Option<Vec<String>>,
     header_buf: Vec<u8>,
@@ -76,7 +102,7 @@ impl Planner {
             delimiter,
             chunk_bytes: chunk_bytes.max(1),
             pos: 0,
-            in_quotes: false,
+            state: Lexer::FieldStart,
             line: 1,
             header: None,
             header_buf: Vec::new(),
@@ -96,19 +122,41 @@ impl Planner {
             }
         }
         let base = self.pos;
+        let d = self.delimiter;
         let mut i = 0usize;
         while i < bytes.len() {
-            // Jump to the next quote or newline: everything between is plain field bytes.
-            let Some(off) = memchr::memchr2(b'"', b'\n', &bytes[i..]) else {
-                break;
-            };
-            i += off;
-            if bytes[i] == b'"' {
-                self.in_quotes = !self.in_quotes;
-            } else {
+            // Skip runs of plain bytes with memchr; step the lexer on the bytes that matter.
+            match self.state {
+                Lexer::Quoted => {
+                    let rest = &bytes[i..];
+                    let stop = memchr::memchr(b'"', rest).unwrap_or(rest.len());
+                    self.line += memchr::memchr_iter(b'\n', &rest[..stop]).count() as u64;
+                    i += stop;
+                    if i < bytes.len() {
+                        self.state = Lexer::QuoteInQuoted;
+                        i += 1;
+                    }
+                    continue;
+                }
+                Lexer::Field => {
+                    let rest = &bytes[i..];
+                    match memchr::memchr3(d, b'\n', b'\r', rest) {
+                        Some(off) => i += off,
+                        None => {
+                            i = bytes.len();
+                            continue;
+                        }
+                    }
+                }
+                Lexer::FieldStart | Lexer::QuoteInQuoted => {}
+            }
+            let b = bytes[i];
+            self.state = self.state.step(b, d);
+            if b == b'\n' {
                 self.line += 1;
                 let after = base + i as u64 + 1;
-                if !self.in_quotes && after - self.cut >= self.chunk_bytes {
+                // A newline outside quotes ends a record: a place to cut.
+                if self.state == Lexer::FieldStart && after - self.cut >= self.chunk_bytes {
                     self.chunks.push(Chunk {
                         start: self.cut,
                         end: after,
@@ -127,10 +175,8 @@ impl Planner {
     /// Collects the header record; returns whether it is complete and how many bytes it used.
     fn feed_header(&mut self, bytes: &[u8]) -> Result<(bool, usize), ReportError> {
         for (i, &b) in bytes.iter().enumerate() {
-            if b == b'"' {
-                self.in_quotes = !self.in_quotes;
-            }
-            if b == b'\n' && !self.in_quotes {
+            self.state = self.state.step(b, self.delimiter);
+            if b == b'\n' && self.state == Lexer::FieldStart {
                 self.line += 1;
                 let is_blank = self.header_buf.iter().all(|c| c.is_ascii_whitespace())
                     || self.header_buf == b"\xEF\xBB\xBF"
