@@ -94,7 +94,10 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log that cannot be written (disk full) must not take requests down: the default
+        // reports the failure with eprintln!, which panics when stderr fails too.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -326,6 +329,12 @@ async fn shutdown_signal() {
 /// `longhaul serve`.
 pub async fn run(args: ServeArgs) -> Result<()> {
     init_logging(args.log_format);
+    // A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG → 503), not kill the server
+    // with SIGXFSZ: like a full disk, the server answers "try later" and recovers.
+    // SAFETY: setting a signal to SIG_IGN at start, before any thread depends on it.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let server = start(&args, true).await?;
     if let Some(token) = &server.new_token {
         // Printed once, to stdout (not the log): the file keeps it for the CLI.

@@ -27,6 +27,7 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_current_span(false)
         .with_ansi(false)
+        .log_internal_errors(false)
         .without_time() // Lambda stamps every line itself.
         .try_init();
 }

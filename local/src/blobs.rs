@@ -111,7 +111,8 @@ fn io_err(e: std::io::Error, what: &str) -> BlobError {
         ErrorKind::StorageFull
         | ErrorKind::ReadOnlyFilesystem
         | ErrorKind::PermissionDenied
-        | ErrorKind::QuotaExceeded => BlobError::Unavailable(format!("{what}: {e}")),
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::FileTooLarge => BlobError::Unavailable(format!("{what}: {e}")),
         _ => BlobError::Other(format!("{what}: {e}")),
     }
 }
