@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Engine(EngineBench),
     /// Lambda bootstraps: size and start-to-first-response under a Runtime API emulator.
     Lambda(crate::bench_lambda::LambdaBench),
+    /// Idle long polls plus running jobs against a `longhaul serve`: errors and server RSS.
+    Load(crate::bench_load::LoadBench),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,6 +115,7 @@ pub async fn run(cmd: BenchCommand) -> Result<i32> {
     let b = match cmd {
         BenchCommand::Engine(b) => b,
         BenchCommand::Lambda(l) => return crate::bench_lambda::run(l).await,
+        BenchCommand::Load(l) => return crate::bench_load::run(l).await,
     };
     let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",
         "ItemProcessor": chain(b.chain), "End": true}}});

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_lambda;
+mod bench_load;
 mod client;
 mod demo;
 mod serve;

@@ -88,6 +88,22 @@ impl ServeArgs {
     }
 }
 
+/// Raises this process's open-file limit to its hard limit (each long poll or
+/// client connection is a socket).
+pub fn raise_open_files_limit() {
+    // SAFETY: plain getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LONGHAUL_LOG")
@@ -335,6 +351,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Every long poll holds a socket: allow as many as the hard limit does.
+    raise_open_files_limit();
     let server = start(&args, true).await?;
     if let Some(token) = &server.new_token {
         // Printed once, to stdout (not the log): the file keeps it for the CLI.
