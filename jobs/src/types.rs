@@ -109,6 +109,12 @@ impl JobTypes {
         }
     }
 
+    /// No types: for the workers that never validate a job's input (only Register does), so
+    /// their Lambda bootstraps do not carry the schemas and the validator.
+    pub fn empty() -> JobTypes {
+        JobTypes { types: Vec::new() }
+    }
+
     pub fn get(&self, name: &str) -> Option<&JobType> {
         self.types.iter().find(|t| t.name == name)
     }

@@ -4,6 +4,7 @@
 //! handler in `longhaul-workers`. This crate only wires: settings from the environment,
 //! clients built once per container, JSON logs.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -12,7 +13,9 @@ use longhaul_aws::{AwsSettings, Clients, DynamoJobStore, S3BlobStore, SfnOrchest
 use longhaul_jobs::ports::{BlobStore, JobStore};
 use longhaul_jobs::service::{JobService, ServiceConfig};
 use longhaul_jobs::types::JobTypes;
-use longhaul_workers::{WorkerContext, WorkerError, dispatch, fetch::DownloadPolicy};
+use longhaul_workers::{WorkerContext, WorkerError, fetch::DownloadPolicy};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A startup failure: logged, and Lambda reports the init error.
@@ -130,9 +133,20 @@ pub fn step_input(handler: &str, payload: Value) -> Value {
     payload
 }
 
-/// `main` of a worker function: calls `handler` (a name of `longhaul_workers::FUNCTIONS`,
-/// or `track-status`) for every invocation.
-pub async fn run_worker(handler: &'static str) -> Result<(), Error> {
+/// `main` of a workflow step's function: decodes each invocation's input for `handler` and
+/// encodes its output. Each bin passes its one handler, so a bootstrap carries only the code
+/// of its step; only Register, which validates jobs started by schedules, gets the job types.
+pub async fn run_step<Req, Resp, F, Fut>(
+    name: &'static str,
+    types: JobTypes,
+    handler: F,
+) -> Result<(), Error>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Arc<WorkerContext>, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, WorkerError>> + Send,
+{
     init_tracing();
     let settings = AwsSettings::from_env(false).inspect_err(|e| tracing::error!(%e, "settings"))?;
     let clients = Clients::new(&settings).await;
@@ -140,17 +154,21 @@ pub async fn run_worker(handler: &'static str) -> Result<(), Error> {
     let ctx = Arc::new(WorkerContext {
         store,
         blobs,
-        types: Arc::new(JobTypes::builtin()),
+        types: Arc::new(types),
         downloads: DownloadPolicy::default(),
     });
+    let handler = Arc::new(handler);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let ctx = ctx.clone();
+        let (ctx, handler) = (ctx.clone(), handler.clone());
         async move {
-            let input = step_input(handler, event.payload);
-            dispatch(&ctx, handler, input).await.map_err(|e| {
-                tracing::warn!(handler, error = %e.error, "step failed");
+            let req: Req = serde_json::from_value(step_input(name, event.payload))
+                .map_err(|e| StepError(WorkerError::bad_input(name, e)))?;
+            let resp = handler(ctx, req).await.map_err(|e| {
+                tracing::warn!(handler = name, error = %e.error, "step failed");
                 StepError(e)
-            })
+            })?;
+            serde_json::to_value(resp)
+                .map_err(|e| StepError(WorkerError::new("Internal", e.to_string())))
         }
     }))
     .await

@@ -50,7 +50,8 @@ impl WorkerError {
         WorkerError::new("StoreUnavailable", e.to_string())
     }
 
-    fn bad_input(handler: &str, e: impl std::fmt::Display) -> WorkerError {
+    /// Input the handler cannot decode (a workflow or a caller sent the wrong shape).
+    pub fn bad_input(handler: &str, e: impl std::fmt::Display) -> WorkerError {
         WorkerError::new("InvalidTaskInput", format!("{handler}: {e}"))
     }
 }

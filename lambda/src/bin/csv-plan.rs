@@ -1,6 +1,11 @@
 //! The `csv-plan` workflow step as a Lambda function.
 
+use longhaul_jobs::types::JobTypes;
+
 #[tokio::main]
 async fn main() -> Result<(), longhaul_lambda::Error> {
-    longhaul_lambda::run_worker("csv-plan").await
+    longhaul_lambda::run_step("csv-plan", JobTypes::empty(), |ctx, req| async move {
+        longhaul_workers::csv::plan(&ctx, req).await
+    })
+    .await
 }
