@@ -476,3 +476,89 @@ fn workflow_template_and_bins_agree() {
         );
     }
 }
+
+/// On DynamoDB, as in memory: a retried worker and a replayed or late status-change event
+/// never move a job backwards or overwrite its terminal status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_steps_and_replayed_events_never_move_a_job_backwards() {
+    use longhaul_jobs::job::{Job, JobStatus};
+    use longhaul_workers::dispatch;
+    let env = env().await;
+    let a = longhaul_lambda::adapters(&env.settings, &env.clients);
+    let ctx = WorkerContext {
+        store: a.store.clone(),
+        blobs: a.blobs.clone(),
+        types: Arc::new(JobTypes::builtin()),
+        downloads: Default::default(),
+    };
+    let status = |id: String| {
+        let store = a.store.clone();
+        async move { store.get(&id).await.unwrap().unwrap().status }
+    };
+    let new_job = || async {
+        let job = Job::new(
+            "carol",
+            "demo",
+            json!({"steps": 1, "stepSeconds": 0}),
+            chrono::Utc::now(),
+        );
+        a.store.create(&job).await.unwrap();
+        let reg = json!({"executionName": job.job_id, "executionArn": format!("arn:x:{}", job.job_id),
+                         "job": {"type": "demo", "input": job.input}});
+        // Register retried: both succeed, the job is RUNNING once.
+        dispatch(&ctx, "register", reg.clone()).await.unwrap();
+        dispatch(&ctx, "register", reg).await.unwrap();
+        job.job_id
+    };
+    let event = |id: &str, st: &str| json!({"executionArn": format!("arn:x:{id}"), "name": id, "status": st, "error": "X", "cause": "y"});
+
+    // Complete retried after it wrote; then a late FAILED event and a retried MarkFailed.
+    let id = new_job().await;
+    let done = json!({"jobId": id, "output": {"result": {"answer": 42}, "files": []}});
+    dispatch(&ctx, "complete", done.clone()).await.unwrap();
+    dispatch(&ctx, "complete", done)
+        .await
+        .expect("a retried Complete succeeds");
+    dispatch(&ctx, "track-status", event(&id, "FAILED"))
+        .await
+        .unwrap();
+    dispatch(
+        &ctx,
+        "mark-failed",
+        json!({"jobId": id, "error": "Late", "cause": "late"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status(id.clone()).await, JobStatus::Succeeded);
+    let stored = a.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.result, Some(json!({"answer": 42})));
+
+    // Stopped in the console: ABORTED delivered twice, then a late Complete is refused.
+    let id = new_job().await;
+    dispatch(&ctx, "track-status", event(&id, "ABORTED"))
+        .await
+        .unwrap();
+    dispatch(&ctx, "track-status", event(&id, "ABORTED"))
+        .await
+        .unwrap();
+    assert_eq!(status(id.clone()).await, JobStatus::Cancelled);
+    let err = dispatch(
+        &ctx,
+        "complete",
+        json!({"jobId": id, "output": {"result": {}}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error, "JobCancelled");
+    assert_eq!(status(id.clone()).await, JobStatus::Cancelled);
+
+    // Timed out, then a replayed FAILED event: stays TIMED_OUT.
+    let id = new_job().await;
+    dispatch(&ctx, "track-status", event(&id, "TIMED_OUT"))
+        .await
+        .unwrap();
+    dispatch(&ctx, "track-status", event(&id, "FAILED"))
+        .await
+        .unwrap();
+    assert_eq!(status(id).await, JobStatus::TimedOut);
+}
