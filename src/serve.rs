@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use longhaul_api::{ApiState, Authenticator};
 use longhaul_jobs::{BlobStore, JobService, JobStore, JobTypes, ServiceConfig};
 use longhaul_local::orchestrator::{DEFAULT_DEFINITION, EngineOrchestrator, load_definition};
+use longhaul_local::schedule::Schedule;
 use longhaul_workers::WorkerContext;
 use tokio::net::TcpListener;
 
@@ -59,6 +60,14 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LONGHAUL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A scheduled job, `NAME=EXPRESSION=@JOB.json` (repeatable). EXPRESSION is EventBridge
+    /// Scheduler's: rate(10 minutes), cron(0 6 * * ? *), at(2026-12-01T06:00:00), in UTC;
+    /// JOB.json is {"type", "input", "owner"}.
+    #[arg(long = "schedule", value_name = "NAME=EXPRESSION=@JOB.json")]
+    pub schedules: Vec<String>,
+    /// A JSON file of schedules: [{"name", "expression", "job": {"type", "input", "owner"}}].
+    #[arg(long, env = "LONGHAUL_SCHEDULES")]
+    pub schedules_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +93,8 @@ impl ServeArgs {
             max_upload_bytes: 1 << 30,
             allow_insecure_downloads: false,
             log_format: LogFormat::Text,
+            schedules: Vec::new(),
+            schedules_file: None,
         }
     }
 }
@@ -212,6 +223,16 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         config,
     ));
 
+    // Schedules are checked before anything is served: a bad one stops the start.
+    let mut schedules = Vec::new();
+    for flag in &args.schedules {
+        schedules.push(Schedule::from_flag(flag).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(file) = &args.schedules_file {
+        schedules.extend(Schedule::from_file(file).map_err(anyhow::Error::msg)?);
+    }
+    longhaul_local::schedule::check(&schedules, &service).map_err(anyhow::Error::msg)?;
+
     // Executions that were running when the server stopped continue where they were.
     let resumed = engine.resume_all().await.context("resuming executions")?;
     if resumed > 0 {
@@ -227,6 +248,11 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
             tracing::warn!(error = %e, "could not start a queued job");
         }
     }
+
+    let scheduler = (!schedules.is_empty()).then(|| {
+        tracing::info!(count = schedules.len(), "schedules running");
+        longhaul_local::schedule::spawn(service.clone(), schedules, args.data_dir.clone())
+    });
 
     let app = longhaul_api::router(ApiState {
         service: service.clone(),
@@ -260,6 +286,9 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
             .is_err()
         {
             tracing::info!("closing requests still open");
+        }
+        if let Some(s) = scheduler {
+            s.abort();
         }
         engine.shutdown().await;
         tracker.abort();

@@ -237,6 +237,17 @@ impl JobService {
 
     /// startJob. Returns the job and whether it was created now (`false`: an idempotent
     /// replay of an earlier start). Nothing is written for a rejected request.
+    /// Checks a job's type and input as startJob would (schedules are checked at start-up).
+    pub fn validate_input(&self, job_type: &str, input: &Value) -> Result<Value, String> {
+        let t = self.types.get(job_type).ok_or_else(|| {
+            format!(
+                "unknown job type {job_type:?}; known types: {}",
+                self.types.names().join(", ")
+            )
+        })?;
+        t.validate(input)
+    }
+
     pub async fn start(
         &self,
         owner: &str,

@@ -6,6 +6,7 @@
 mod blobs;
 mod jobs;
 pub mod orchestrator;
+pub mod schedule;
 
 pub use blobs::{FsBlobStore, UrlSigner, files_router};
 pub use jobs::SqliteJobStore;
