@@ -258,7 +258,10 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         service: service.clone(),
         auth,
     })
-    .merge(longhaul_local::files_router(blobs.clone()));
+    .merge(longhaul_local::files_router(blobs.clone()))
+    .merge(longhaul_local::console::console_router(
+        definition_text.clone(),
+    ));
 
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {

@@ -4,6 +4,7 @@
 //! workflow in the embedded engine, Tasks bound to the worker handlers in process).
 
 mod blobs;
+pub mod console;
 mod jobs;
 pub mod orchestrator;
 pub mod schedule;
