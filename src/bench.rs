@@ -24,6 +24,11 @@ pub enum BenchCommand {
     Lambda(crate::bench_lambda::LambdaBench),
     /// Idle long polls plus running jobs against a `longhaul serve`: errors and server RSS.
     Load(crate::bench_load::LoadBench),
+    /// getJob and startJob under concurrent load vs. a bare axum handler.
+    Http(crate::bench_http::HttpBench),
+    /// The bare axum peer of `bench http` (started by it).
+    #[command(hide = true)]
+    BareServer(crate::bench_http::BareServer),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +121,8 @@ pub async fn run(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Engine(b) => b,
         BenchCommand::Lambda(l) => return crate::bench_lambda::run(l).await,
         BenchCommand::Load(l) => return crate::bench_load::run(l).await,
+        BenchCommand::Http(h) => return crate::bench_http::run(h).await,
+        BenchCommand::BareServer(b) => return crate::bench_http::bare_server(b).await,
     };
     let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",
         "ItemProcessor": chain(b.chain), "End": true}}});
