@@ -45,6 +45,33 @@ pub struct EngineBench {
     /// Concurrent executions of the second workload.
     #[arg(long, default_value_t = 10_000)]
     pub executions: usize,
+    /// Concurrent executions given to moto's executor (the peer) in the second workload;
+    /// 0 skips the peer. Fewer than ours: moto runs about 500 transitions/s.
+    #[arg(long, default_value_t = 1000)]
+    pub moto_executions: usize,
+}
+
+/// The peer: moto's Step Functions executor running the same definitions (bench/moto_sfn.py,
+/// with moto from `.venv`, installed by scripts/venv).
+fn moto_peer(b: &EngineBench) -> Result<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new(root.join("scripts/venv"))
+        .status()
+        .context("installing the peers into .venv (scripts/venv)")?;
+    anyhow::ensure!(status.success(), "scripts/venv failed");
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg("-c")
+        .arg(include_str!("../bench/moto_sfn.py"))
+        .args([b.items, b.chain, b.moto_executions, b.runs.max(1)].map(|n| n.to_string()))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .context("running moto's executor")?;
+    anyhow::ensure!(out.status.success(), "moto's executor failed");
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn median(v: &Value) -> f64 {
+    v["median"].as_f64().unwrap_or(0.0)
 }
 
 struct NoTasks;
@@ -164,6 +191,34 @@ pub async fn run(cmd: BenchCommand) -> Result<i32> {
                 "concurrent_executions_transitions_per_s": stats(c),
             }),
         );
+    }
+    if b.moto_executions > 0 {
+        let peer = moto_peer(&b)?;
+        let to_f = |k: &str| -> Vec<f64> {
+            peer[k]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let (pm, pc) = (stats(to_f("map")), stats(to_f("concurrent")));
+        let mut ratios = serde_json::Map::new();
+        for (name, r) in &results {
+            let m = median(&r["map_of_pass_chains_transitions_per_s"]) / median(&pm).max(1.0);
+            let c = median(&r["concurrent_executions_transitions_per_s"]) / median(&pc).max(1.0);
+            ratios.insert(
+                name.clone(),
+                json!({"map_of_pass_chains": (m * 10.0).round() / 10.0, "concurrent_executions": (c * 10.0).round() / 10.0}),
+            );
+        }
+        results.insert(
+            "moto_executor".into(),
+            json!({
+                "map_of_pass_chains_transitions_per_s": pm,
+                "concurrent_executions_transitions_per_s": pc,
+                "concurrent_executions": b.moto_executions,
+            }),
+        );
+        results.insert("times_moto_median".into(), Value::Object(ratios));
     }
     let report = json!({
         "workloads": {
