@@ -26,6 +26,8 @@ pub enum BenchCommand {
     Load(crate::bench_load::LoadBench),
     /// getJob and startJob under concurrent load vs. a bare axum handler.
     Http(crate::bench_http::HttpBench),
+    /// csv-report over a generated CSV through the API vs. DuckDB and pandas.
+    Csv(crate::bench_csv::CsvBench),
     /// The bare axum peer of `bench http` (started by it).
     #[command(hide = true)]
     BareServer(crate::bench_http::BareServer),
@@ -149,6 +151,7 @@ pub async fn run(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Lambda(l) => return crate::bench_lambda::run(l).await,
         BenchCommand::Load(l) => return crate::bench_load::run(l).await,
         BenchCommand::Http(h) => return crate::bench_http::run(h).await,
+        BenchCommand::Csv(c) => return crate::bench_csv::run(c).await,
         BenchCommand::BareServer(b) => return crate::bench_http::bare_server(b).await,
     };
     let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",

@@ -3,6 +3,7 @@
 //! `sfn run`, the HTTP client for `start`/`get`/`list`/`cancel`/`upload`).
 
 mod bench;
+mod bench_csv;
 mod bench_http;
 mod bench_lambda;
 mod bench_load;
