@@ -22,7 +22,9 @@ pub struct JobType {
     pub name: &'static str,
     pub description: &'static str,
     pub input_schema: Value,
-    validator: jsonschema::Validator,
+    /// Compiled on first use: compiling takes tens of milliseconds, which a Lambda cold
+    /// start (and a function that never validates) should not pay.
+    validator: std::sync::OnceLock<jsonschema::Validator>,
     /// Checks the schema cannot say, and fills defaults. Returns a message naming the field.
     normalize: fn(&mut serde_json::Map<String, Value>) -> Result<(), String>,
 }
@@ -40,14 +42,11 @@ impl JobType {
         input_schema: Value,
         normalize: fn(&mut serde_json::Map<String, Value>) -> Result<(), String>,
     ) -> JobType {
-        // The schemas are ours and fixed; a bad one is a programming error caught by tests.
-        let validator = jsonschema::validator_for(&input_schema)
-            .unwrap_or_else(|e| panic!("job type {name}: invalid input schema: {e}"));
         JobType {
             name,
             description,
             input_schema,
-            validator,
+            validator: std::sync::OnceLock::new(),
             normalize,
         }
     }
@@ -69,7 +68,12 @@ impl JobType {
                 json_kind(input)
             ));
         };
-        if let Some(err) = self.validator.iter_errors(input).next() {
+        // The schemas are ours and fixed; a bad one is a programming error caught by tests.
+        let validator = self.validator.get_or_init(|| {
+            jsonschema::validator_for(&self.input_schema)
+                .unwrap_or_else(|e| panic!("job type {}: invalid input schema: {e}", self.name))
+        });
+        if let Some(err) = validator.iter_errors(input).next() {
             let path = err.instance_path.to_string();
             let field = if path.is_empty() {
                 "input".to_string()
@@ -252,5 +256,21 @@ mod tests {
         assert!(e.contains("must be a JSON object"), "{e}");
         let e = demo.validate(&json!({"steps": 1, "bogus": 1})).unwrap_err();
         assert!(e.contains("bogus"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_schema_compiles() {
+        for t in &JobTypes::builtin().types {
+            assert!(
+                jsonschema::validator_for(&t.input_schema).is_ok(),
+                "{}",
+                t.name
+            );
+        }
     }
 }
