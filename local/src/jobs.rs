@@ -36,8 +36,16 @@ const MIGRATIONS: &[&str] = &["
     ) WITHOUT ROWID;
 "];
 
+/// Read connections beside the writer.
+const READERS: usize = 2;
+
 pub struct SqliteJobStore {
+    /// Every write, and reads that must see them in the same transaction.
     conn: Mutex<rusqlite::Connection>,
+    /// Plain reads (getJob, the hot path) go to these, so they do not queue behind writes;
+    /// WAL lets them read concurrently and see every committed write.
+    readers: Vec<Mutex<rusqlite::Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     watchers: Watchers,
 }
 
@@ -73,7 +81,33 @@ impl SqliteJobStore {
     /// Opens (creating) the database and applies pending migrations.
     pub fn open(path: &Path) -> Result<SqliteJobStore, StoreError> {
         let conn = rusqlite::Connection::open(path).map_err(map_err)?;
-        SqliteJobStore::from_connection(conn)
+        let mut store = SqliteJobStore::from_connection(conn)?;
+        for _ in 0..READERS {
+            let r = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(map_err)?;
+            r.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(map_err)?;
+            store.readers.push(Mutex::new(r));
+        }
+        Ok(store)
+    }
+
+    /// A read connection (round robin), or the writer's when there are none (in memory).
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
+        if self.readers.is_empty() {
+            return self.lock();
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.readers.len();
+        self.readers[i]
+            .lock()
+            .map_err(|_| StoreError::Other("job store lock poisoned".into()))
     }
 
     fn from_connection(mut conn: rusqlite::Connection) -> Result<SqliteJobStore, StoreError> {
@@ -102,6 +136,8 @@ impl SqliteJobStore {
         }
         Ok(SqliteJobStore {
             conn: Mutex::new(conn),
+            readers: Vec::new(),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             watchers: Watchers::new(),
         })
     }
@@ -114,22 +150,19 @@ impl SqliteJobStore {
 
     fn read(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<Job>, StoreError> {
         let text: Option<String> = conn
-            .query_row(
-                "SELECT record FROM jobs WHERE job_id = ?1",
-                params![job_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT record FROM jobs WHERE job_id = ?1")
+            .map_err(map_err)?
+            .query_row(params![job_id], |r| r.get(0))
             .optional()
             .map_err(map_err)?;
         text.map(|t| from_json(&t)).transpose()
     }
 
     fn write(conn: &rusqlite::Connection, job: &Job) -> Result<(), StoreError> {
-        conn.execute(
-            "UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1",
-            params![job.job_id, job.status.as_str(), to_json(job)?],
-        )
-        .map_err(map_err)?;
+        conn.prepare_cached("UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1")
+            .map_err(map_err)?
+            .execute(params![job.job_id, job.status.as_str(), to_json(job)?])
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -216,7 +249,7 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.reader()?;
         Self::read(&conn, job_id)
     }
 
