@@ -552,3 +552,29 @@ fn hostile_requests_get_the_documented_errors_and_write_nothing() {
     assert!(blobs.is_empty(), "files were written: {blobs:?}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// A client still writing a refused body must read the refusal, not "broken pipe": the server
+/// reads and drops bodies up to 64 MiB before it answers (CI once saw the reset).
+#[test]
+fn oversized_bodies_are_answered_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[], None);
+    let api = server.client();
+    let big = vec![b'x'; 8 << 20];
+    let upload = api.post(
+        "/uploads",
+        &json!({"name": "a.csv", "sizeBytes": 1024, "mimeType": "text/csv"}),
+    );
+    assert_eq!(upload.status, 200, "{}", upload.text);
+    let url = upload.body["uploadUrl"].as_str().unwrap().to_string();
+    let forged = url.replace("sig=", "sig=0");
+    for round in 0..15 {
+        let r = api.post_raw("/jobs", big.clone());
+        assert_eq!(r.status, 413, "round {round}: {}", r.text);
+        assert_eq!(r.error_code(), "payload_too_large");
+        let r = api.put_raw(&url, big.clone());
+        assert_eq!(r.status, 413, "round {round}: {}", r.text);
+        let r = api.put_raw(&forged, big.clone());
+        assert_eq!(r.status, 401, "round {round}: {}", r.text);
+    }
+}

@@ -290,6 +290,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
         // A body one byte over the limit is cut off here, before it is buffered whole.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES + 1))
+        .layer(axum::middleware::from_fn(refuse_declared_oversized_body))
         .layer(axum::middleware::map_response(too_large_as_json))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
@@ -343,6 +344,58 @@ fn strip_api_gateway_stage<B>(mut req: Request<B>) -> Request<B> {
         }
     }
     req
+}
+
+/// How much of a refused body is read and thrown away so that the client sees the 413.
+const DRAIN_LIMIT_BYTES: u64 = 64 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A body declared over the limit is refused without being kept, but it is read (up to
+/// [`DRAIN_LIMIT_BYTES`]) before the 413 goes out: closing a socket with unread data makes the
+/// kernel send a reset, and a client still writing its body then sees "broken pipe" instead of
+/// the answer (seen in CI). Bigger bodies get the 413 at once and the connection is closed.
+async fn refuse_declared_oversized_body(
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_BODY_BYTES as u64 => {
+            if len <= DRAIN_LIMIT_BYTES {
+                discard_body(req.into_body(), DRAIN_LIMIT_BYTES, DRAIN_TIMEOUT).await;
+            }
+            ApiError::payload_too_large(format!(
+                "the body is {len} bytes; the limit is {MAX_BODY_BYTES}"
+            ))
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// Reads and drops a body, at most `limit` bytes and for at most `timeout`; true when it
+/// was read to its end.
+async fn discard_body(body: axum::body::Body, limit: u64, timeout: Duration) -> bool {
+    use http_body_util::BodyExt;
+    let read = async {
+        let mut body = body;
+        let mut seen = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > limit {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(timeout, read).await.unwrap_or(false)
 }
 
 /// tower-http answers an oversized body with a plain-text 413; make it the API's JSON error.

@@ -444,16 +444,19 @@ async fn put_file(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if let Err(m) = check(&store, "PUT", &key, &q, &["max", "type"]) {
+        drain_refused(body, declared).await;
         return error(StatusCode::UNAUTHORIZED, "unauthorized", m);
     }
     let max: u64 = q.get("max").and_then(|m| m.parse().ok()).unwrap_or(0);
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = declared
         && len > max
     {
+        drain_refused(body, declared).await;
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -494,6 +497,27 @@ async fn put_file(
             )
         }
     }
+}
+
+/// Reads and drops a refused upload's body when it is small enough (64 MiB, 20 s): closing a
+/// socket with unread data sends a reset, and a client still writing would see "broken pipe"
+/// instead of the 401 or 413.
+async fn drain_refused(body: Body, declared: Option<u64>) {
+    const LIMIT: u64 = 64 << 20;
+    if declared.is_some_and(|len| len > LIMIT) {
+        return;
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), read).await;
 }
 
 /// `GET /files/{key}` and `PUT /files/{key}`, authorised by the link's signature alone.
