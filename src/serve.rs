@@ -158,6 +158,7 @@ impl RunningServer {
 pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServer> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let data_dir_lock = lock_data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
@@ -188,6 +189,12 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         longhaul_local::FsBlobStore::open(&args.data_dir.join("blobs"), signer, &base_url)
             .context("opening the file store")?,
     );
+    // Safe: the lock says no other server writes here; these are a killed process's writes.
+    match blobs.remove_unfinished_writes() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed unfinished writes of an earlier run"),
+        Err(e) => tracing::warn!(error = %e, "removing unfinished writes of an earlier run"),
+    }
     let types = Arc::new(JobTypes::builtin());
     let worker_ctx = WorkerContext {
         store: store.clone() as Arc<dyn JobStore>,
@@ -295,6 +302,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         }
         engine.shutdown().await;
         tracker.abort();
+        drop(data_dir_lock);
         Ok(())
     });
 
@@ -304,6 +312,28 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// One server per data dir: two would run every execution twice. The lock is the kernel's
+/// (released when the process dies, even by SIGKILL), on `<data-dir>/serve.lock`.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let path = data_dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another longhaul serve is using the data dir {}; stop it or pass another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 async fn build_auth(

@@ -80,3 +80,32 @@ fn sigterm_is_graceful_and_running_work_resumes() {
         .wait_terminal(&job_id, Duration::from_secs(60));
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
 }
+
+#[test]
+fn one_server_per_data_dir_and_a_killed_ones_unfinished_writes_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[], None);
+    let token = server.token.clone();
+
+    let second = std::process::Command::new(common::BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another longhaul serve is using the data dir"),
+        "{err}"
+    );
+
+    // What a write cut off by SIGKILL leaves: a temp file that was never renamed.
+    server.kill();
+    let leftover = data.join("blobs/.tmp/0b5e8a42-cut-off");
+    std::fs::write(&leftover, b"half a file").unwrap();
+    let server = Server::start(&data, &[], Some(&token));
+    assert!(!leftover.exists(), "{}", server.log());
+    assert!(server.log().contains("removed unfinished writes"));
+    assert_eq!(server.client().get("/jobs").status, 200);
+}

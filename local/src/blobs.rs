@@ -128,6 +128,20 @@ impl FsBlobStore {
         })
     }
 
+    /// Deletes the temp files of writes that never finished (a killed process). Only for the
+    /// one process that owns the store (`longhaul serve` holds the data dir's lock).
+    pub fn remove_unfinished_writes(&self) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.root.join(".tmp"))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
         validate_key(key)?;
         Ok(self.root.join(key))

@@ -252,11 +252,9 @@ pub async fn merge(ctx: &WorkerContext, req: MergeRequest) -> Result<StepOutput,
         .put(&png_key, Bytes::from(png), "image/png")
         .await
         .map_err(blob_err)?;
-    // The partials served their purpose.
-    for p in &req.partials {
-        let _ = ctx.blobs.delete(&p.partial).await;
-    }
     Ok(StepOutput {
+        // Deleted by Complete, not here: a Merge retried after a crash reads them again.
+        scratch: req.partials.iter().map(|p| p.partial.clone()).collect(),
         result: report.result,
         files: vec![
             JobFile {

@@ -314,6 +314,11 @@ pub struct StepOutput {
     pub result: Value,
     #[serde(default)]
     pub files: Vec<JobFile>,
+    /// Intermediate objects of this job (under `jobs/<jobId>/`) that Complete deletes once the
+    /// job's success is recorded. The step that made the output keeps them, so that it can
+    /// be retried after a crash or a lost response and read them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scratch: Vec<String>,
 }
 
 /// One demo step (its time was spent in the Wait before it): count it, report progress,
@@ -360,6 +365,7 @@ pub async fn demo_step(
     }
     let done = step >= steps;
     let output = done.then(|| StepOutput {
+        scratch: Vec::new(),
         result: json!({
             "stepsCompleted": steps,
             "stepSeconds": input.step_seconds,
@@ -396,6 +402,13 @@ pub async fn complete(
     ctx: &WorkerContext,
     req: CompleteRequest,
 ) -> Result<Acknowledged, WorkerError> {
+    let own = format!("jobs/{}/", req.job_id);
+    if let Some(bad) = req.output.scratch.iter().find(|k| !k.starts_with(&own)) {
+        return Err(WorkerError::bad_input(
+            "complete",
+            format!("scratch object {bad} is not under {own}"),
+        ));
+    }
     let patch = TransitionPatch {
         progress: Some(Progress {
             percent: 100,
@@ -405,29 +418,34 @@ pub async fn complete(
         files: Some(req.output.files),
         ..Default::default()
     };
-    match ctx
+    let job = match ctx
         .store
         .transition(&req.job_id, JobStatus::Succeeded, patch, Utc::now())
         .await
         .map_err(WorkerError::store)?
     {
-        TransitionOutcome::Applied(job) => Ok(Acknowledged {
-            job_id: job.job_id,
-            status: job.status,
-        }),
-        // Retried after it had written: done already.
-        TransitionOutcome::Rejected(job) if job.status == JobStatus::Succeeded => {
-            Ok(Acknowledged {
-                job_id: job.job_id,
-                status: job.status,
-            })
+        TransitionOutcome::Applied(job) => job,
+        // Retried after it had written: done already (and the scratch may be gone).
+        TransitionOutcome::Rejected(job) if job.status == JobStatus::Succeeded => job,
+        TransitionOutcome::Rejected(job) => return Err(not_running(&job)),
+        TransitionOutcome::NotFound => {
+            return Err(WorkerError::new(
+                "JobNotFound",
+                format!("no job {}", req.job_id),
+            ));
         }
-        TransitionOutcome::Rejected(job) => Err(not_running(&job)),
-        TransitionOutcome::NotFound => Err(WorkerError::new(
-            "JobNotFound",
-            format!("no job {}", req.job_id),
-        )),
+    };
+    // Only now: a retried Merge or Complete before this point still finds them. A failed
+    // delete leaves litter, not a wrong job (the bucket's lifecycle rule sweeps it on AWS).
+    for key in &req.output.scratch {
+        if let Err(e) = ctx.blobs.delete(key).await {
+            tracing::warn!(key = %key, error = %e, "deleting a scratch object");
+        }
     }
+    Ok(Acknowledged {
+        job_id: job.job_id,
+        status: job.status,
+    })
 }
 
 /// Input of [`mark_failed`].

@@ -259,3 +259,76 @@ async fn unknown_handlers_and_bad_input_are_task_errors() {
         "InvalidTaskInput"
     );
 }
+
+#[tokio::test]
+async fn a_merge_retried_after_it_ran_still_finds_its_partials_and_complete_clears_them() {
+    let ctx = ctx();
+    let csv = format!("city,amount\n{}", "Paris,3\nLyon,4\nParis,5\n".repeat(200));
+    ctx.blobs
+        .put("uploads/u1/sales.csv", csv.into(), "text/csv")
+        .await
+        .unwrap();
+    let input = json!({"source": {"object": "uploads/u1/sales.csv"}, "groupBy": ["city"],
+        "metrics": [{"op": "sum", "column": "amount"}], "chunkBytes": 1024});
+    let job = Job::new("alice", "csv-report", input.clone(), Utc::now());
+    ctx.store.create(&job).await.unwrap();
+    let id = job.job_id.clone();
+    dispatch(
+        &ctx,
+        "register",
+        register_input(&id, json!({"type": "csv-report", "input": input})),
+    )
+    .await
+    .unwrap();
+    let plan = dispatch(&ctx, "csv-plan", json!({"jobId": id, "input": input}))
+        .await
+        .unwrap();
+    let chunks = plan["chunks"].as_array().unwrap().clone();
+    assert!(chunks.len() > 1, "{plan}");
+    let mut partials = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let req = json!({"jobId": id, "object": plan["object"], "header": plan["header"],
+            "spec": input, "chunk": chunk, "index": i, "total": chunks.len()});
+        partials.push(dispatch(&ctx, "csv-aggregate", req).await.unwrap());
+    }
+    let merge = json!({"jobId": id, "spec": input, "partials": partials});
+    let first = dispatch(&ctx, "csv-merge", merge.clone()).await.unwrap();
+    // The process died before the engine recorded the Merge: it runs again.
+    let again = dispatch(&ctx, "csv-merge", merge)
+        .await
+        .expect("a retried Merge");
+    assert_eq!(first, again);
+    assert_eq!(
+        first["result"]["top"],
+        json!([{"city": "Paris", "sum_amount": 1600}, {"city": "Lyon", "sum_amount": 800}])
+    );
+    let scratch: Vec<String> = serde_json::from_value(first["scratch"].clone()).unwrap();
+    assert_eq!(scratch.len(), chunks.len());
+
+    let foreign =
+        json!({"jobId": id, "output": {"result": {}, "scratch": ["uploads/u1/sales.csv"]}});
+    let err = dispatch(&ctx, "complete", foreign).await.unwrap_err();
+    assert_eq!(err.error, "InvalidTaskInput", "{}", err.cause);
+    assert!(
+        ctx.blobs
+            .head("uploads/u1/sales.csv")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let done = json!({"jobId": id, "output": first});
+    dispatch(&ctx, "complete", done.clone()).await.unwrap();
+    for key in &scratch {
+        assert!(
+            ctx.blobs.head(key).await.unwrap().is_none(),
+            "{key} is left"
+        );
+    }
+    dispatch(&ctx, "complete", done)
+        .await
+        .expect("a retried Complete");
+    let stored = ctx.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, JobStatus::Succeeded);
+    assert_eq!(stored.files.len(), 2);
+}
