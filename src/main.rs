@@ -2,6 +2,12 @@
 //! into the crates (`longhaul-local` + `longhaul-api` for `serve`, `longhaul-engine` for
 //! `sfn run`, the HTTP client for `start`/`get`/`list`/`cancel`/`upload`).
 
+/// mimalloc: the engine and the server allocate many small short-lived JSON values from many
+/// tasks; glibc's allocator slowed a 1,000-item Map 2.5× once the heap had been through
+/// 10,000 executions (`longhaul bench engine`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_csv;
 mod bench_http;

@@ -151,10 +151,11 @@ impl Run {
         ctx
     }
 
-    fn checkpoint(&self, cursor: &Cursor) -> Result<(), Failure> {
+    async fn checkpoint(&self, cursor: &Cursor) -> Result<(), Failure> {
         let events = self.take_events();
         self.store
             .checkpoint(&self.arn, cursor, &events)
+            .await
             .map_err(|e| runtime(format!("checkpoint failed: {e}")))
     }
 
@@ -206,7 +207,8 @@ impl Run {
                                 state: name.clone(),
                                 input: input.clone(),
                                 wait_until: None,
-                            })?;
+                            })
+                            .await?;
                         }
                     }
                     Ok(Step::End(output)) => {
@@ -244,7 +246,8 @@ impl Run {
                                 state: name.clone(),
                                 input: input.clone(),
                                 wait_until: None,
-                            })?;
+                            })
+                            .await?;
                         }
                     }
                 }
@@ -362,7 +365,8 @@ impl Run {
                         state: state.name.clone(),
                         input: raw.clone(),
                         wait_until: Some(until),
-                    })?;
+                    })
+                    .await?;
                 }
                 let left = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 if !left.is_zero() {
@@ -651,17 +655,17 @@ impl Run {
         .max(1);
         let mut inputs = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_ctx = {
-                let mut c = ctx.clone();
-                if let Value::Object(m) = &mut c {
-                    m.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
-                }
-                c
-            };
             inputs.push(match &spec.item_selector {
-                Some(t) => t
-                    .apply(effective, &item_ctx)
-                    .map_err(|e| from_apply(e, "ItemSelector"))?,
+                Some(t) => {
+                    // The context holds the execution's input: copy it only when an
+                    // ItemSelector can read it (a copy per item is quadratic in big Maps).
+                    let mut item_ctx = ctx.clone();
+                    if let Value::Object(m) = &mut item_ctx {
+                        m.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
+                    }
+                    t.apply(effective, &item_ctx)
+                        .map_err(|e| from_apply(e, "ItemSelector"))?
+                }
                 None => item.clone(),
             });
         }

@@ -321,7 +321,7 @@ impl Engine {
             state_name: None,
             details: serde_json::json!({"input": input, "roleArn": "arn:aws:iam::000000000000:role/longhaul-local"}),
         };
-        if !self.inner.store.insert(&rec, &[started])? {
+        if !self.inner.store.insert(&rec, &[started]).await? {
             return Err(EngineError::ExecutionAlreadyExists { execution_arn: arn });
         }
         self.spawn(rec.clone(), machine, 2);
@@ -435,7 +435,7 @@ impl Engine {
                     state_name: None,
                     details: serde_json::json!({"error": rec.error, "cause": rec.cause}),
                 };
-                self.inner.store.finish(&rec, &[ev])?;
+                self.inner.store.finish(&rec, &[ev]).await?;
                 let _ = self.inner.ends.send(ExecutionDescription::from(&rec));
             }
         }
@@ -509,7 +509,7 @@ impl Engine {
                     failed.error = Some("States.Runtime".into());
                     failed.cause = Some(format!("the stored definition no longer parses: {e}"));
                     failed.stop_date = Some(Utc::now());
-                    self.inner.store.finish(&failed, &[])?;
+                    self.inner.store.finish(&failed, &[]).await?;
                     continue;
                 }
             };
@@ -592,7 +592,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
                     .flatten()
                     .and_then(|r| r.cursor)
             {
-                let _ = inner.store.checkpoint(&run.arn, &c, &events);
+                let _ = inner.store.checkpoint(&run.arn, &c, &events).await;
             }
             return;
         }
@@ -637,7 +637,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
     };
     run.event(event, None, details);
     let events = run.take_events();
-    if let Err(e) = inner.store.finish(&done, &events) {
+    if let Err(e) = inner.store.finish(&done, &events).await {
         tracing::error!(execution = %run.arn, error = %e, "could not record the end of an execution");
     }
     let _ = inner.ends.send(ExecutionDescription::from(&done));

@@ -394,3 +394,64 @@ async fn many_concurrent_executions_need_no_thread_each() {
         assert_eq!(d.output, Some(json!({"i": i})));
     }
 }
+
+/// Group commit: many executions' checkpoints share transactions, yet each execution's
+/// history is whole and in order, and a new store on the same file sees every end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_executions_on_sqlite_keep_whole_histories() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.db");
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Result": 1, "ResultPath": "$.a", "Next": "B"},
+        "B": {"Type": "Pass", "Result": 2, "ResultPath": "$.b", "Next": "C"},
+        "C": {"Type": "Pass", "End": true}}});
+    let arns: Vec<String> = {
+        let engine = Engine::new(
+            Arc::new(SqliteExecutionStore::open(&path).unwrap()),
+            Arc::new(TestTasks::default()),
+        );
+        let sm = engine
+            .create_state_machine("group", machine(def))
+            .await
+            .unwrap();
+        let (e, s) = (&engine, &sm);
+        let arns: Vec<String> = futures::stream::iter(0..600)
+            .map(|i| async move {
+                e.start_execution(s, None, json!({"i": i}))
+                    .await
+                    .unwrap()
+                    .execution_arn
+            })
+            .buffer_unordered(200)
+            .collect()
+            .await;
+        for a in &arns {
+            let d = engine.wait_for_completion(a).await.unwrap();
+            assert_eq!(d.status, ExecutionStatus::Succeeded);
+        }
+        engine.shutdown().await;
+        arns
+    };
+    let engine = Engine::new(
+        Arc::new(SqliteExecutionStore::open(&path).unwrap()),
+        Arc::new(TestTasks::default()),
+    );
+    assert_eq!(engine.resume_all().await.unwrap(), 0);
+    for a in &arns {
+        let d = engine.describe_execution(a).await.unwrap();
+        assert_eq!(d.status, ExecutionStatus::Succeeded, "{a}");
+        let i = d.input["i"].clone();
+        assert_eq!(d.output, Some(json!({"i": i, "a": 1, "b": 2})));
+        let h = engine.get_execution_history(a).await.unwrap();
+        let ids: Vec<u64> = h.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "{a}");
+        let types: Vec<&str> = h.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types.first(), Some(&"ExecutionStarted"));
+        assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
+        assert_eq!(
+            types.iter().filter(|t| t.ends_with("StateExited")).count(),
+            3
+        );
+    }
+}
