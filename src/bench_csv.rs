@@ -80,7 +80,14 @@ fn peers(csv: &Path, runs: usize) -> Result<Value> {
         .stderr(Stdio::inherit())
         .output()?;
     ensure!(out.status.success(), "the peers failed");
-    Ok(serde_json::from_slice(&out.stdout)?)
+    // The answer is the last line; a library may have printed before it.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    serde_json::from_str(last).with_context(|| format!("the peers printed {text:?}"))
 }
 
 fn stats(mut xs: Vec<f64>) -> Value {

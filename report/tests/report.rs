@@ -212,3 +212,23 @@ fn the_chart_is_a_png() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 1000);
 }
+
+#[test]
+fn skipped_rows_are_named_by_their_physical_line_however_the_file_is_cut() {
+    let s = spec(
+        json!({"source": {"object": "uploads/a/b.csv"}, "groupBy": ["k"],
+        "metrics": [{"op": "sum", "column": "v"}]}),
+    );
+    // Line 1 header; blank lines 3 and 6; a quoted newline on lines 7-8; bad values on
+    // lines 4, 9 and 11; CRLF endings.
+    let data = "k,v\r\na,1\r\n\r\nb,x\r\nc,2\r\n\r\n\"d\ne\",3\r\nf,?\r\ng,4\r\nh,\r\n";
+    for chunk in [8, 16, 32, 1 << 20] {
+        let r = run(&s, data.as_bytes(), chunk, 5);
+        assert_eq!(r.result["rowsSkipped"], json!(3), "chunk {chunk}");
+        let warnings = r.result["warnings"].to_string();
+        assert!(
+            warnings.contains("line(s) 4, 9, 11"),
+            "chunk {chunk}: {warnings}"
+        );
+    }
+}
