@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::bench_http::summary;
 
 #[derive(Debug, Clone, Args)]
 pub struct CsvBench {
@@ -90,12 +91,6 @@ fn peers(csv: &Path, runs: usize) -> Result<Value> {
     serde_json::from_str(last).with_context(|| format!("the peers printed {text:?}"))
 }
 
-fn stats(mut xs: Vec<f64>) -> Value {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let r = |x: f64| (x * 100.0).round() / 100.0;
-    json!({"min": r(xs[0]), "median": r(xs[xs.len() / 2]), "max": r(xs[xs.len() - 1])})
-}
-
 pub async fn run(b: CsvBench) -> Result<i32> {
     let dir = tempfile::tempdir()?;
     let csv = dir.path().join("sales.csv");
@@ -107,35 +102,22 @@ pub async fn run(b: CsvBench) -> Result<i32> {
         t.elapsed().as_secs_f64()
     );
 
-    let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--max-upload-bytes", &(size + 1).to_string()])
-        .env("LONGHAUL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let (mut url, mut token) = (None, String::new());
-    while let Some(line) = lines.next_line().await? {
-        if line.starts_with("Created a token") {
-            token = lines
-                .next_line()
-                .await?
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-        } else if let Some(u) = line.strip_prefix("longhaul listening on ") {
-            url = Some(u.trim().to_string());
-            break;
-        }
-    }
-    let Some(url) = url else {
-        bail!("the server did not start")
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let data = dir.path().join("data").to_string_lossy().to_string();
+    let max_upload = (size + 1).to_string();
+    let mut server = crate::bench_http::spawn_server(
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--max-upload-bytes",
+            &max_upload,
+        ],
+        dir.path(),
+    )
+    .await?;
+    let (url, token) = (server.url.clone(), server.token.clone());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3600))
         .build()?;
@@ -198,7 +180,7 @@ pub async fn run(b: CsvBench) -> Result<i32> {
         }
         ours.push(t.elapsed().as_secs_f64());
     }
-    let _ = child.kill().await;
+    let _ = server.process.kill().await;
 
     let p = peers(&csv, b.runs.max(1))?;
     let secs = |k: &str| -> Vec<f64> {
@@ -232,7 +214,7 @@ pub async fn run(b: CsvBench) -> Result<i32> {
     let report = json!({
         "file": {"bytes": size, "rows": rows, "groups": result["groups"]},
         "upload_seconds": (upload_s * 100.0).round() / 100.0,
-        "seconds": {"longhaul_csv_report": stats(ours.clone()), "duckdb": stats(duck.clone()), "pandas": stats(pandas.clone())},
+        "seconds": {"longhaul_csv_report": summary(&ours), "duckdb": summary(&duck), "pandas": summary(&pandas)},
         "mib_per_s_median": {
             "longhaul_csv_report": (mb / med(&ours)).round(),
             "duckdb": (mb / med(&duck)).round(),

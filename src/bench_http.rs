@@ -81,13 +81,16 @@ pub async fn bare_server(b: BareServer) -> Result<i32> {
     Ok(0)
 }
 
-struct Child {
-    _child: tokio::process::Child,
-    url: String,
-    token: String,
+/// A `longhaul` child process (a server) and what it printed at start: its URL and the token
+/// it created, if it created one. Killed when dropped.
+pub(crate) struct ServerChild {
+    pub process: tokio::process::Child,
+    pub url: String,
+    pub token: String,
 }
 
-async fn spawn(args: &[&str], dir: &std::path::Path) -> Result<Child> {
+/// Starts `longhaul ARGS` in `dir` and waits until it prints where it listens.
+pub(crate) async fn spawn_server(args: &[&str], dir: &std::path::Path) -> Result<ServerChild> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .args(args)
@@ -117,8 +120,8 @@ async fn spawn(args: &[&str], dir: &std::path::Path) -> Result<Child> {
     let Some(url) = url else {
         bail!("{args:?} did not start")
     };
-    Ok(Child {
-        _child: child,
+    Ok(ServerChild {
+        process: child,
         url,
         token,
     })
@@ -192,7 +195,8 @@ async fn load(
     }
 }
 
-fn summary(xs: &[f64]) -> Value {
+/// min/median/max, rounded to hundredths.
+pub(crate) fn summary(xs: &[f64]) -> Value {
     let mut v = xs.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let r = |x: f64| (x * 100.0).round() / 100.0;
@@ -204,7 +208,7 @@ pub async fn run(b: HttpBench) -> Result<i32> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let data_s = data.to_string_lossy().to_string();
-    let server = spawn(
+    let server = spawn_server(
         &[
             "serve",
             "--addr",
@@ -217,7 +221,7 @@ pub async fn run(b: HttpBench) -> Result<i32> {
         dir.path(),
     )
     .await?;
-    let bare = spawn(&["bench", "bare-server"], dir.path()).await?;
+    let bare = spawn_server(&["bench", "bare-server"], dir.path()).await?;
 
     // One finished job to read.
     let http = reqwest::Client::new();

@@ -2,15 +2,13 @@
 //! concurrent long polls held on them; reports errors and the server's resident memory
 //! (peak sampled VmRSS and the kernel's VmHWM), from /proc.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadBench {
@@ -39,32 +37,24 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
 pub async fn run(b: LoadBench) -> Result<i32> {
     crate::serve::raise_open_files_limit();
     let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--max-active-jobs", &(b.jobs + 10).to_string()])
-        .env("LONGHAUL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting longhaul serve")?;
-    let pid = child.id().context("server pid")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let (mut url, mut token) = (None, None);
-    while let Some(line) = lines.next_line().await? {
-        if line.starts_with("Created a token") {
-            token = lines.next_line().await?.map(|l| l.trim().to_string());
-        } else if let Some(u) = line.strip_prefix("longhaul listening on ") {
-            url = Some(u.trim().to_string());
-            break;
-        }
-    }
-    let (Some(url), Some(token)) = (url, token) else {
-        bail!("the server did not start");
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let data = dir.path().join("data").to_string_lossy().to_string();
+    let max_active = (b.jobs + 10).to_string();
+    let mut server = crate::bench_http::spawn_server(
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--max-active-jobs",
+            &max_active,
+        ],
+        dir.path(),
+    )
+    .await?;
+    let pid = server.process.id().context("server pid")?;
+    ensure!(!server.token.is_empty(), "the server printed no token");
+    let (url, token) = (server.url.clone(), server.token.clone());
     let idle_rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
 
     let http = reqwest::Client::builder()
@@ -129,7 +119,7 @@ pub async fn run(b: LoadBench) -> Result<i32> {
         let _ = t.await;
     }
     let hwm = proc_kib(pid, "VmHWM:").unwrap_or(0);
-    let _ = child.kill().await;
+    let _ = server.process.kill().await;
     let mib = |kib: u64| (kib as f64 / 1024.0 * 10.0).round() / 10.0;
     let report = json!({
         "long_polls": b.long_polls,
