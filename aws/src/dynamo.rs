@@ -481,17 +481,7 @@ impl JobStore for DynamoJobStore {
                 break;
             }
         }
-        let more = jobs.len() > limit;
-        jobs.truncate(limit);
-        let next_after_job_id = if more {
-            jobs.last().map(|j| j.job_id.clone())
-        } else {
-            None
-        };
-        Ok(JobPage {
-            jobs,
-            next_after_job_id,
-        })
+        Ok(JobPage::from_overfetch(jobs, limit))
     }
 
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError> {

@@ -14,7 +14,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use longhaul_jobs::memory::validate_key;
-use longhaul_jobs::ports::{BlobError, BlobMeta, BlobStore, SignedUrl};
+use longhaul_jobs::ports::{BlobError, BlobMeta, BlobStore, SignedUrl, attachment_disposition};
 
 use crate::{describe, is_transient};
 
@@ -49,24 +49,6 @@ where
     } else {
         BlobError::Other(m)
     }
-}
-
-/// `Content-Disposition: attachment` with the name both as ASCII and RFC 8187 UTF-8.
-fn attachment(file_name: &str) -> String {
-    let ascii: String = file_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = url::form_urlencoded::byte_serialize(file_name.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20");
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 fn presigning(ttl: Duration) -> Result<PresigningConfig, BlobError> {
@@ -317,7 +299,7 @@ impl BlobStore for S3BlobStore {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .response_content_disposition(attachment(file_name))
+            .response_content_disposition(attachment_disposition(file_name))
             .response_content_type(content_type)
             .presigned(config)
             .await
@@ -354,21 +336,5 @@ impl BlobStore for S3BlobStore {
             url: req.uri().to_string(),
             expires_at,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attachment_names_are_safe_and_keep_unicode() {
-        assert_eq!(
-            attachment("report.csv"),
-            "attachment; filename=\"report.csv\"; filename*=UTF-8''report.csv"
-        );
-        let h = attachment("r\"é\n.csv");
-        assert!(h.starts_with("attachment; filename=\"r__"), "{h}");
-        assert!(h.contains("UTF-8''r%22%C3%A9%0A.csv"), "{h}");
     }
 }

@@ -19,6 +19,7 @@ pub use job::{
 pub use ports::{
     BlobError, BlobMeta, BlobStore, CreateOutcome, JobPage, JobStore, JobWatch, ListQuery,
     Orchestrator, OrchestratorError, SignedUrl, StoreError, TransitionOutcome,
+    attachment_disposition,
 };
 pub use service::{
     CreateUploadRequest, JobList, JobService, ListParams, ServiceConfig, ServiceError,

@@ -117,7 +117,7 @@ impl JobStore for MemoryJobStore {
     async fn list(&self, owner: &str, query: &ListQuery) -> Result<JobPage, StoreError> {
         let g = self.lock()?;
         let limit = query.limit.max(1);
-        let mut jobs: Vec<Job> = g
+        let jobs: Vec<Job> = g
             .jobs
             .values()
             .rev()
@@ -133,17 +133,7 @@ impl JobStore for MemoryJobStore {
             .take(limit + 1)
             .cloned()
             .collect();
-        let more = jobs.len() > limit;
-        jobs.truncate(limit);
-        let next_after_job_id = if more {
-            jobs.last().map(|j| j.job_id.clone())
-        } else {
-            None
-        };
-        Ok(JobPage {
-            jobs,
-            next_after_job_id,
-        })
+        Ok(JobPage::from_overfetch(jobs, limit))
     }
 
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError> {

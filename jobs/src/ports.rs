@@ -56,6 +56,24 @@ pub struct JobPage {
     pub next_after_job_id: Option<String>,
 }
 
+impl JobPage {
+    /// A page of `limit` jobs from up to `limit + 1` read in order: the extra one only says
+    /// that there is more.
+    pub fn from_overfetch(mut jobs: Vec<Job>, limit: usize) -> JobPage {
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_after_job_id = if more {
+            jobs.last().map(|j| j.job_id.clone())
+        } else {
+            None
+        };
+        JobPage {
+            jobs,
+            next_after_job_id,
+        }
+    }
+}
+
 /// Where jobs live: SQLite locally, DynamoDB on AWS.
 ///
 /// Every status change is conditional on the current status being one of
@@ -255,4 +273,39 @@ pub trait Orchestrator: Send + Sync + 'static {
         after_id: u64,
         limit: usize,
     ) -> Result<Vec<crate::view::ExecutionEvent>, OrchestratorError>;
+}
+
+/// `Content-Disposition: attachment` with the name both as ASCII and RFC 8187 UTF-8: what a
+/// [`BlobStore::presign_get`] link is served with.
+pub fn attachment_disposition(file_name: &str) -> String {
+    let ascii: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = url::form_urlencoded::byte_serialize(file_name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_names_are_safe_and_keep_unicode() {
+        assert_eq!(
+            attachment_disposition("report.csv"),
+            "attachment; filename=\"report.csv\"; filename*=UTF-8''report.csv"
+        );
+        let h = attachment_disposition("r\"é\n.csv");
+        assert!(h.starts_with("attachment; filename=\"r__"), "{h}");
+        assert!(h.contains("UTF-8''r%22%C3%A9%0A.csv"), "{h}");
+    }
 }

@@ -429,22 +429,7 @@ async fn get_file(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20");
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&longhaul_jobs::attachment_disposition(&name)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
