@@ -136,31 +136,19 @@ impl Planner {
                     continue;
                 }
             }
-            // Skip runs of plain bytes with memchr; step the lexer on the bytes that matter.
-            match self.state {
-                Lexer::Quoted => {
-                    let rest = &bytes[i..];
-                    let stop = memchr::memchr(b'"', rest).unwrap_or(rest.len());
-                    self.line += memchr::memchr_iter(b'\n', &rest[..stop]).count() as u64;
-                    i += stop;
-                    if i < bytes.len() {
-                        self.state = Lexer::QuoteInQuoted;
-                        i += 1;
-                    }
-                    continue;
+            // Inside quotes only the next quote matters.
+            if self.state == Lexer::Quoted {
+                let rest = &bytes[i..];
+                let stop = memchr::memchr(b'"', rest).unwrap_or(rest.len());
+                self.line += memchr::memchr_iter(b'\n', &rest[..stop]).count() as u64;
+                i += stop;
+                if i < bytes.len() {
+                    self.state = Lexer::QuoteInQuoted;
+                    i += 1;
                 }
-                Lexer::Field => {
-                    let rest = &bytes[i..];
-                    match memchr::memchr3(d, b'\n', b'\r', rest) {
-                        Some(off) => i += off,
-                        None => {
-                            i = bytes.len();
-                            continue;
-                        }
-                    }
-                }
-                Lexer::FieldStart | Lexer::QuoteInQuoted => {}
+                continue;
             }
+            // What is left: a quote outside quotes, or any byte after a quote in quotes.
             let b = bytes[i];
             self.state = self.state.step(b, d);
             if b == b'\n' {
@@ -168,19 +156,25 @@ impl Planner {
                 let after = base + i as u64 + 1;
                 // A newline outside quotes ends a record: a place to cut.
                 if self.state == Lexer::FieldStart && after - self.cut >= self.chunk_bytes {
-                    self.chunks.push(Chunk {
-                        start: self.cut,
-                        end: after,
-                        first_line: self.cut_line,
-                    });
-                    self.cut = after;
-                    self.cut_line = self.line;
+                    self.cut_before(after);
                 }
             }
             i += 1;
         }
         self.pos = base + bytes.len() as u64;
         Ok(())
+    }
+
+    /// Ends the current chunk at file offset `after` (just past a record's newline); the next
+    /// starts there, on the current line.
+    fn cut_before(&mut self, after: u64) {
+        self.chunks.push(Chunk {
+            start: self.cut,
+            end: after,
+            first_line: self.cut_line,
+        });
+        self.cut = after;
+        self.cut_line = self.line;
     }
 
     /// A span without quote characters, starting outside quotes at file offset `at`: cuts at
@@ -204,13 +198,7 @@ impl Planner {
             let nl = look + off;
             self.line += memchr::memchr_iter(b'\n', &span[from..=nl]).count() as u64;
             let after = at + nl as u64 + 1;
-            self.chunks.push(Chunk {
-                start: self.cut,
-                end: after,
-                first_line: self.cut_line,
-            });
-            self.cut = after;
-            self.cut_line = self.line;
+            self.cut_before(after);
             from = nl + 1;
         }
         self.line += memchr::memchr_iter(b'\n', &span[from..]).count() as u64;
