@@ -267,6 +267,27 @@ impl DynamoJobStore {
 
     /// Read-modify-write: `change` edits the job and says which statuses the write requires
     /// (`None`: nothing to write; the job as it is is returned as not applied).
+    /// Changes a job that has not ended (set_progress, set_execution); false when it has
+    /// ended or does not exist.
+    async fn update_active(
+        &self,
+        job_id: &str,
+        now: DateTime<Utc>,
+        change: impl Fn(&mut Job) + Send + Sync,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .update(job_id, |job| {
+                if job.status.is_terminal() {
+                    return None;
+                }
+                change(job);
+                job.updated_at = now;
+                Some(ACTIVE.to_vec())
+            })
+            .await?;
+        Ok(matches!(res, Some((_, true))))
+    }
+
     async fn update<F>(
         &self,
         job_id: &str,
@@ -538,17 +559,8 @@ impl JobStore for DynamoJobStore {
         progress: &Progress,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let res = self
-            .update(job_id, |job| {
-                if job.status.is_terminal() {
-                    return None;
-                }
-                job.progress = progress.clone();
-                job.updated_at = now;
-                Some(ACTIVE.to_vec())
-            })
-            .await?;
-        Ok(matches!(res, Some((_, true))))
+        self.update_active(job_id, now, |job| job.progress = progress.clone())
+            .await
     }
 
     async fn set_execution(
@@ -557,17 +569,8 @@ impl JobStore for DynamoJobStore {
         execution: &ExecutionRef,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let res = self
-            .update(job_id, |job| {
-                if job.status.is_terminal() {
-                    return None;
-                }
-                job.execution = execution.clone();
-                job.updated_at = now;
-                Some(ACTIVE.to_vec())
-            })
-            .await?;
-        Ok(matches!(res, Some((_, true))))
+        self.update_active(job_id, now, |job| job.execution = execution.clone())
+            .await
     }
 
     fn watch(&self, _job_id: &str) -> JobWatch {
