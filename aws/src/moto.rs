@@ -75,6 +75,19 @@ impl Drop for MotoServer {
     }
 }
 
+/// What a deployment has before any job: the jobs table (as [`create_jobs_table`]) and the
+/// files bucket.
+pub async fn create_table_and_bucket(clients: &crate::Clients, table: &str, bucket: &str) {
+    create_jobs_table(&clients.dynamodb, table).await;
+    clients
+        .s3
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("create bucket");
+}
+
 /// Creates the jobs table exactly as template.yaml declares it (keys, attributes, indexes),
 /// so the adapter tests run against the deployed schema, not a copy of it.
 pub async fn create_jobs_table(client: &aws_sdk_dynamodb::Client, table: &str) {

@@ -27,14 +27,7 @@ struct Aws {
 async fn aws() -> Aws {
     let moto = MotoServer::start();
     let clients = Clients::for_test_endpoint(&moto.url).await;
-    longhaul_aws::moto::create_jobs_table(&clients.dynamodb, TABLE).await;
-    clients
-        .s3
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
+    longhaul_aws::moto::create_table_and_bucket(&clients, TABLE, BUCKET).await;
     let blobs = Arc::new(S3BlobStore::new(clients.s3.clone(), BUCKET));
     let store = Arc::new(DynamoJobStore::new(
         clients.dynamodb.clone(),

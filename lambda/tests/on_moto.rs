@@ -25,17 +25,24 @@ struct Env {
     settings: AwsSettings,
 }
 
+impl Env {
+    /// The AWS adapters and a worker context over them, as the worker Lambdas build it.
+    fn workers(&self) -> (longhaul_lambda::Adapters, WorkerContext) {
+        let a = longhaul_lambda::adapters(&self.settings, &self.clients);
+        let ctx = WorkerContext {
+            store: a.store.clone(),
+            blobs: a.blobs.clone(),
+            types: Arc::new(JobTypes::builtin()),
+            downloads: Default::default(),
+        };
+        (a, ctx)
+    }
+}
+
 async fn env() -> Env {
     let moto = MotoServer::start();
     let clients = Clients::for_test_endpoint(&moto.url).await;
-    longhaul_aws::moto::create_jobs_table(&clients.dynamodb, TABLE).await;
-    clients
-        .s3
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
+    longhaul_aws::moto::create_table_and_bucket(&clients, TABLE, BUCKET).await;
     let mut definition = std::fs::read_to_string(root().join("statemachine/job.asl.json")).unwrap();
     for (var, handler) in longhaul_workers::FUNCTIONS {
         definition = definition.replace(
@@ -283,13 +290,7 @@ async fn the_api_function_runs_jobs_on_dynamodb_and_step_functions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_worker_functions_run_jobs_against_dynamodb_and_s3() {
     let env = env().await;
-    let a = longhaul_lambda::adapters(&env.settings, &env.clients);
-    let ctx = WorkerContext {
-        store: a.store.clone(),
-        blobs: a.blobs.clone(),
-        types: Arc::new(JobTypes::builtin()),
-        downloads: Default::default(),
-    };
+    let (a, ctx) = env.workers();
     let machine = longhaul_local::orchestrator::load_definition(
         longhaul_local::orchestrator::DEFAULT_DEFINITION,
     )
@@ -484,13 +485,7 @@ async fn retried_steps_and_replayed_events_never_move_a_job_backwards() {
     use longhaul_jobs::job::{Job, JobStatus};
     use longhaul_workers::dispatch;
     let env = env().await;
-    let a = longhaul_lambda::adapters(&env.settings, &env.clients);
-    let ctx = WorkerContext {
-        store: a.store.clone(),
-        blobs: a.blobs.clone(),
-        types: Arc::new(JobTypes::builtin()),
-        downloads: Default::default(),
-    };
+    let (a, ctx) = env.workers();
     let status = |id: String| {
         let store = a.store.clone();
         async move { store.get(&id).await.unwrap().unwrap().status }
