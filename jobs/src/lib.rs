@@ -7,6 +7,7 @@ pub mod contract;
 pub mod job;
 pub mod memory;
 pub mod ports;
+pub mod schema;
 pub mod service;
 pub mod types;
 pub mod view;
