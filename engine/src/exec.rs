@@ -1,5 +1,5 @@
 //! Running executions: the interpreter loop, input/output processing, Retry/Catch, Map and
-//! Parallel, Wait, timeouts, and checkpoints at every top-level transition.
+//! Parallel, Wait, timeouts, and checkpoints before top-level states that act on the world.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -91,6 +91,8 @@ pub(crate) struct Run {
     pub cancel: CancellationToken,
     /// What an outside stop said (error, cause).
     pub stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
+    /// The top-level branch has moved past the stored cursor. Cleared by a checkpoint.
+    pub unsaved: std::sync::atomic::AtomicBool,
 }
 
 /// A pinned, boxed future (for the recursion through Map and Parallel).
@@ -152,6 +154,8 @@ impl Run {
     }
 
     async fn checkpoint(&self, cursor: &Cursor) -> Result<(), Failure> {
+        self.unsaved
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let events = self.take_events();
         self.store
             .checkpoint(&self.arn, cursor, &events)
@@ -159,7 +163,14 @@ impl Run {
             .map_err(|e| runtime(format!("checkpoint failed: {e}")))
     }
 
-    /// Runs a branch from `start` to its end. `top` branches checkpoint every transition.
+    /// Runs a branch from `start` to its end.
+    ///
+    /// A `top` branch checkpoints before each state that acts on the world (Task, Map,
+    /// Parallel; a Wait that sleeps records its wake-up itself) when it has moved since the
+    /// last checkpoint: so the result of every such state is durable before the next one
+    /// starts, and a restart never repeats one that finished. Pass and Choice states are
+    /// not checkpointed: a restart runs them again from the last cursor, with the same
+    /// input, which nothing outside the execution could tell apart.
     pub fn run_branch<'a>(
         &'a self,
         branch: &'a Branch,
@@ -183,6 +194,17 @@ impl Run {
                 let Some(state) = branch.states.get(&name) else {
                     return Err(runtime(format!("no state named {name:?}")));
                 };
+                if top
+                    && acts_on_world(&state.kind)
+                    && self.unsaved.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.checkpoint(&Cursor {
+                        state: name.clone(),
+                        input: input.clone(),
+                        wait_until: None,
+                    })
+                    .await?;
+                }
                 let type_name = kind_name(&state.kind);
                 self.event(
                     &format!("{type_name}StateEntered"),
@@ -203,12 +225,8 @@ impl Run {
                         name = next;
                         input = output;
                         if top {
-                            self.checkpoint(&Cursor {
-                                state: name.clone(),
-                                input: input.clone(),
-                                wait_until: None,
-                            })
-                            .await?;
+                            self.unsaved
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     Ok(Step::End(output)) => {
@@ -242,12 +260,8 @@ impl Run {
                         name = c.next.clone();
                         input = output;
                         if top {
-                            self.checkpoint(&Cursor {
-                                state: name.clone(),
-                                input: input.clone(),
-                                wait_until: None,
-                            })
-                            .await?;
+                            self.unsaved
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                 }
@@ -326,6 +340,7 @@ impl Run {
                 }
             }
             Kind::Wait(w) => {
+                let resumed = resume_wait.is_some();
                 let until = match resume_wait {
                     Some(t) => t,
                     None => match w {
@@ -359,8 +374,9 @@ impl Run {
                         },
                     },
                 };
-                if top {
-                    // Checkpoint the wake-up time: a restart resumes the same Wait, not a new one.
+                if top && !resumed && until > Utc::now() {
+                    // Checkpoint the wake-up time: a restart resumes the same Wait, not a new
+                    // one. A Wait that does not sleep needs none (it acts on nothing).
                     self.checkpoint(&Cursor {
                         state: state.name.clone(),
                         input: raw.clone(),
@@ -866,6 +882,14 @@ fn retry_delay(r: &Retrier, attempt: u32) -> Duration {
         secs *= rand::rng().random_range(0.0..=1.0);
     }
     Duration::from_secs_f64(secs)
+}
+
+/// States whose effects a restart must not repeat once they finished.
+fn acts_on_world(kind: &Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Task { .. } | Kind::Map(_) | Kind::Parallel { .. }
+    )
 }
 
 pub(crate) fn kind_name(k: &Kind) -> &'static str {

@@ -30,9 +30,11 @@
 //! `.waitForTaskToken` callbacks and heartbeats from tasks (`HeartbeatSeconds` is validated
 //! but an in-process task cannot send heartbeats), JSONPath filter expressions.
 //!
-//! **Durability.** Every top-level transition is checkpointed through an
-//! [`ExecutionStore`] (in memory, or SQLite): the next state and its input, and for a Wait
-//! its wake-up time. After a crash, [`Engine::resume_all`] continues RUNNING executions from
+//! **Durability.** Before each top-level state that acts on the world (Task, Map, Parallel)
+//! the execution is checkpointed through an [`ExecutionStore`] (in memory, or SQLite) if it
+//! moved since the last checkpoint: the next state and its input; a Wait that sleeps records
+//! its wake-up time. Pass and Choice states are not checkpointed (a restart runs them again
+//! from the last cursor with the same input). After a crash, [`Engine::resume_all`] continues RUNNING executions from
 //! their last checkpoint: a long Wait does not start over. A state that was running when the
 //! process died runs again, so **tasks are at least once** — as on AWS, make them
 //! idempotent. Map iterations and Parallel branches are part of their state: after a crash
@@ -350,6 +352,7 @@ impl Engine {
             }),
             cancel: CancellationToken::new(),
             stop_reason: Mutex::new(None),
+            unsaved: std::sync::atomic::AtomicBool::new(false),
         });
         let (done_tx, done_rx) = watch::channel(false);
         let inner = self.inner.clone();

@@ -455,3 +455,107 @@ async fn concurrent_executions_on_sqlite_keep_whole_histories() {
         );
     }
 }
+
+/// Records where each checkpoint put the cursor, over the in-memory store.
+#[derive(Default)]
+struct RecordingStore {
+    inner: MemoryExecutionStore,
+    cursors: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ExecutionStore for RecordingStore {
+    async fn insert(
+        &self,
+        rec: &longhaul_engine::ExecutionRecord,
+        events: &[longhaul_engine::HistoryEvent],
+    ) -> Result<bool, longhaul_engine::EngineError> {
+        self.inner.insert(rec, events).await
+    }
+    async fn checkpoint(
+        &self,
+        arn: &str,
+        cursor: &longhaul_engine::Cursor,
+        events: &[longhaul_engine::HistoryEvent],
+    ) -> Result<(), longhaul_engine::EngineError> {
+        let at = match cursor.wait_until {
+            Some(_) => format!("{} (sleeping)", cursor.state),
+            None => cursor.state.clone(),
+        };
+        self.cursors.lock().unwrap().push(at);
+        self.inner.checkpoint(arn, cursor, events).await
+    }
+    async fn finish(
+        &self,
+        rec: &longhaul_engine::ExecutionRecord,
+        events: &[longhaul_engine::HistoryEvent],
+    ) -> Result<(), longhaul_engine::EngineError> {
+        self.inner.finish(rec, events).await
+    }
+    fn get(
+        &self,
+        arn: &str,
+    ) -> Result<Option<longhaul_engine::ExecutionRecord>, longhaul_engine::EngineError> {
+        self.inner.get(arn)
+    }
+    fn history(
+        &self,
+        arn: &str,
+    ) -> Result<Vec<longhaul_engine::HistoryEvent>, longhaul_engine::EngineError> {
+        self.inner.history(arn)
+    }
+    fn running(
+        &self,
+    ) -> Result<Vec<longhaul_engine::ExecutionRecord>, longhaul_engine::EngineError> {
+        self.inner.running()
+    }
+}
+
+/// The checkpoint rule: the cursor is written before each state that acts on the world
+/// (Task, Map, Parallel) once the execution moved since the last one, and before a Wait
+/// sleeps; Pass and Choice states alone write nothing, and the history stays whole.
+#[tokio::test]
+async fn checkpoints_come_before_states_that_act_on_the_world() {
+    let store = Arc::new(RecordingStore::default());
+    let engine = Engine::new(store.clone(), Arc::new(TestTasks::default()));
+    let def = json!({"StartAt": "First", "States": {
+        "First": {"Type": "Task", "Resource": format!("{FN}Echo"), "Next": "P1"},
+        "P1": {"Type": "Pass", "Next": "Route"},
+        "Route": {"Type": "Choice", "Choices": [
+            {"Variable": "$.go", "BooleanEquals": true, "Next": "NoSleep"}], "Default": "P1"},
+        "NoSleep": {"Type": "Wait", "Seconds": 0, "Next": "Second"},
+        "Second": {"Type": "Task", "Resource": format!("{FN}Echo"), "Next": "Nap"},
+        "Nap": {"Type": "Wait", "Seconds": 1, "Next": "Each"},
+        "Each": {"Type": "Map", "ItemsPath": "$.xs", "ResultPath": "$.ys",
+                 "ItemProcessor": {"StartAt": "In", "States": {
+                     "In": {"Type": "Pass", "Next": "In2"}, "In2": {"Type": "Pass", "End": true}}},
+                 "Next": "P2"},
+        "P2": {"Type": "Pass", "Next": "P3"},
+        "P3": {"Type": "Pass", "End": true}}});
+    let sm = engine
+        .create_state_machine("rule", machine(def))
+        .await
+        .unwrap();
+    let arn = engine
+        .start_execution(&sm, None, json!({"go": true, "xs": [1, 2]}))
+        .await
+        .unwrap()
+        .execution_arn;
+    let d = engine.wait_for_completion(&arn).await.unwrap();
+    assert_eq!(d.status, ExecutionStatus::Succeeded);
+    assert_eq!(d.output.unwrap()["ys"], json!([1, 2]));
+    assert_eq!(
+        *store.cursors.lock().unwrap(),
+        ["Second", "Nap (sleeping)", "Each"],
+        "First runs right after the start is stored; the Pass, Choice and 0 s Wait before \
+         Second, and the Passes after the Map, write nothing of their own"
+    );
+    let h = engine.get_execution_history(&arn).await.unwrap();
+    let ids: Vec<u64> = h.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    let exited = h
+        .iter()
+        .filter(|e| e.event_type.ends_with("StateExited"))
+        .count();
+    assert_eq!(exited, 9 + 4, "9 top-level states and 4 in the Map");
+}

@@ -117,8 +117,9 @@ impl SqliteJobStore {
             .map_err(map_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(map_err)?;
-        // As the engine's store: hot pages stay cached, the WAL is copied back less often.
-        conn.pragma_update(None, "cache_size", -32768)
+        // As the engine's store: hot pages stay cached, the WAL is copied back less often;
+        // 8 MiB, as there (a larger cache makes commits after page splits slower).
+        conn.pragma_update(None, "cache_size", -8192)
             .map_err(map_err)?;
         conn.pragma_update(None, "wal_autocheckpoint", 8192)
             .map_err(map_err)?;
