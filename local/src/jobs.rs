@@ -1,7 +1,9 @@
-//! Jobs in SQLite. One connection behind a lock (writes are short transactions); WAL so
-//! readers of other processes never block; `synchronous=NORMAL`, which in WAL mode keeps
-//! every committed transaction across a process crash (a power loss may drop the last few,
-//! and the workflow's at-least-once tasks redo them).
+//! Jobs in SQLite. Writes go to one writer thread that commits every write waiting for it in
+//! one transaction (group commit, as the engine's store: under load a commit serves many
+//! jobs' writes); reads use their own connections. WAL so readers never block;
+//! `synchronous=NORMAL`, which in WAL mode keeps every committed transaction across a process
+//! crash (a power loss may drop the last few, and the workflow's at-least-once tasks redo
+//! them).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -40,13 +42,103 @@ const MIGRATIONS: &[&str] = &["
 const READERS: usize = 2;
 
 pub struct SqliteJobStore {
-    /// Every write, and reads that must see them in the same transaction.
-    conn: Mutex<rusqlite::Connection>,
-    /// Plain reads (getJob, the hot path) go to these, so they do not queue behind writes;
-    /// WAL lets them read concurrently and see every committed write.
+    /// To the writer thread, which owns the write connection.
+    writes: std::sync::mpsc::Sender<Box<dyn PendingWrite>>,
+    /// Reads (getJob, the hot path) go to these, so they do not queue behind writes; WAL lets
+    /// them read concurrently and see every committed write.
     readers: Vec<Mutex<rusqlite::Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     watchers: Watchers,
+    /// Joined on drop, so the database is closed (and its WAL folded back) when the store
+    /// is gone.
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SqliteJobStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer's loop once the writes already sent are done.
+        drop(std::mem::replace(&mut self.writes, std::sync::mpsc::channel().0));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Most writes in one transaction: bounds a commit's latency under a flood of writes.
+const MAX_GROUP: usize = 256;
+
+/// A write waiting for the writer thread.
+trait PendingWrite: Send {
+    /// Runs the write in `tx`, keeping its result until the transaction ends. May run again
+    /// (alone) if the group it was in failed, so it reads everything it needs from `tx`.
+    fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError>;
+    /// Answers the caller: the kept result once committed, else the error.
+    fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
+}
+
+struct Write<R, F> {
+    run: F,
+    result: Option<R>,
+    done: tokio::sync::oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> PendingWrite for Write<R, F>
+where
+    R: Send,
+    F: FnMut(&rusqlite::Transaction<'_>) -> Result<R, StoreError> + Send,
+{
+    fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        self.result = Some((self.run)(tx)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<(), StoreError>) {
+        let Write { result, done, .. } = *self;
+        let answer = outcome.and_then(|()| {
+            result.ok_or_else(|| StoreError::Other("job store write left no result".into()))
+        });
+        let _ = done.send(answer);
+    }
+}
+
+/// The writer thread: takes what is waiting (up to [`MAX_GROUP`]), runs it in one
+/// transaction, commits, answers each write. If the group fails, each write runs alone so
+/// that one failing write cannot fail the others.
+fn write_loop(
+    mut conn: rusqlite::Connection,
+    rx: std::sync::mpsc::Receiver<Box<dyn PendingWrite>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        match apply_group(&mut conn, &mut group) {
+            Ok(()) => group.into_iter().for_each(|w| w.answer(Ok(()))),
+            Err(_) => {
+                for mut w in group {
+                    let outcome = apply_group(&mut conn, std::slice::from_mut(&mut w));
+                    w.answer(outcome);
+                }
+            }
+        }
+    }
+}
+
+fn apply_group(
+    conn: &mut rusqlite::Connection,
+    group: &mut [Box<dyn PendingWrite>],
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    for w in group.iter_mut() {
+        w.apply(&tx)?;
+    }
+    tx.commit().map_err(map_err)
 }
 
 /// Disk full, read-only, locked, I/O trouble: the caller should try again later (503).
@@ -96,10 +188,12 @@ impl SqliteJobStore {
         Ok(store)
     }
 
-    /// A read connection (round robin), or the writer's when there are none (in memory).
+    /// A read connection (round robin).
     fn reader(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
         if self.readers.is_empty() {
-            return self.lock();
+            return Err(StoreError::Other(
+                "the job store has no read connection".into(),
+            ));
         }
         let i = self
             .next_reader
@@ -110,6 +204,7 @@ impl SqliteJobStore {
             .map_err(|_| StoreError::Other("job store lock poisoned".into()))
     }
 
+    /// Prepares the write connection and starts the writer thread on it.
     fn from_connection(mut conn: rusqlite::Connection) -> Result<SqliteJobStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(map_err)?;
@@ -140,18 +235,37 @@ impl SqliteJobStore {
                 .map_err(map_err)?;
             tx.commit().map_err(map_err)?;
         }
+        let (writes, rx) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("job-store-writer".into())
+            .spawn(move || write_loop(conn, rx))
+            .map_err(|e| StoreError::Other(format!("starting the job store's writer: {e}")))?;
         Ok(SqliteJobStore {
-            conn: Mutex::new(conn),
+            writes,
             readers: Vec::new(),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             watchers: Watchers::new(),
+            writer: Some(writer),
         })
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
-        self.conn
-            .lock()
-            .map_err(|_| StoreError::Other("job store lock poisoned".into()))
+    /// Runs `run` on the writer thread, in a transaction shared with the other writes
+    /// waiting then; returns its result once that transaction is committed.
+    async fn write<R, F>(&self, run: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnMut(&rusqlite::Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Unavailable("the job store's writer has stopped".into());
+        self.writes
+            .send(Box::new(Write {
+                run,
+                result: None,
+                done,
+            }))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     fn read(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<Job>, StoreError> {
@@ -164,12 +278,42 @@ impl SqliteJobStore {
         text.map(|t| from_json(&t)).transpose()
     }
 
-    fn write(conn: &rusqlite::Connection, job: &Job) -> Result<(), StoreError> {
+    /// Overwrites a job's stored record (and its status column).
+    fn store_record(conn: &rusqlite::Connection, job: &Job) -> Result<(), StoreError> {
         conn.prepare_cached("UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1")
             .map_err(map_err)?
             .execute(params![job.job_id, job.status.as_str(), to_json(job)?])
             .map_err(map_err)?;
         Ok(())
+    }
+
+    /// Changes a job that has not ended (progress, execution ref); `false` if it has ended
+    /// or does not exist.
+    async fn update_active<F>(
+        &self,
+        job_id: &str,
+        now: DateTime<Utc>,
+        mut change: F,
+    ) -> Result<bool, StoreError>
+    where
+        F: FnMut(&mut Job) + Send + 'static,
+    {
+        let id = job_id.to_string();
+        let changed = self
+            .write(move |tx| match Self::read(tx, &id)? {
+                Some(mut job) if !job.status.is_terminal() => {
+                    change(&mut job);
+                    job.updated_at = now;
+                    Self::store_record(tx, &job)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+            .await?;
+        if changed {
+            self.watchers.notify(job_id);
+        }
+        Ok(changed)
     }
 
     /// Jobs accepted but whose execution never began (the process stopped between the two).
@@ -187,7 +331,7 @@ impl SqliteJobStore {
     }
 
     fn list_by_status(&self, status: JobStatus) -> Result<Vec<Job>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.reader()?;
         let mut st = conn
             .prepare("SELECT record FROM jobs WHERE status = ?1")
             .map_err(map_err)?;
@@ -210,48 +354,53 @@ impl SqliteJobStore {
 #[async_trait]
 impl JobStore for SqliteJobStore {
     async fn create(&self, job: &Job) -> Result<CreateOutcome, StoreError> {
-        {
-            let mut conn = self.lock()?;
-            let tx = conn.transaction().map_err(map_err)?;
-            if let Some(key) = &job.idempotency_key {
-                let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT job_id FROM idempotency WHERE owner = ?1 AND key = ?2",
-                        params![job.owner, key],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(map_err)?;
-                if let Some(id) = existing {
-                    if let Some(j) = Self::read(&tx, &id)? {
-                        return Ok(CreateOutcome::IdempotencyKeyExists(Box::new(j)));
+        let record = to_json(job)?;
+        let (job_id, owner, job_type, key) = (
+            job.job_id.clone(),
+            job.owner.clone(),
+            job.job_type.clone(),
+            job.idempotency_key.clone(),
+        );
+        let (status, created_at) = (job.status.as_str(), job.created_at.to_rfc3339());
+        let outcome = self
+            .write(move |tx| {
+                if let Some(key) = &key {
+                    let existing: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT job_id FROM idempotency WHERE owner = ?1 AND key = ?2",
+                        )
+                        .and_then(|mut st| {
+                            st.query_row(params![owner, key], |r| r.get(0)).optional()
+                        })
+                        .map_err(map_err)?;
+                    if let Some(id) = existing {
+                        return match Self::read(tx, &id)? {
+                            Some(j) => Ok(CreateOutcome::IdempotencyKeyExists(Box::new(j))),
+                            None => Err(StoreError::Other(format!(
+                                "idempotency record points to a missing job {id}"
+                            ))),
+                        };
                     }
-                    return Err(StoreError::Other(format!(
-                        "idempotency record points to a missing job {id}"
-                    )));
+                    tx.prepare_cached(
+                        "INSERT INTO idempotency (owner, key, job_id) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut st| st.execute(params![owner, key, job_id]))
+                    .map_err(map_err)?;
                 }
-                tx.execute(
-                    "INSERT INTO idempotency (owner, key, job_id) VALUES (?1, ?2, ?3)",
-                    params![job.owner, key, job.job_id],
+                tx.prepare_cached(
+                    "INSERT INTO jobs (job_id, owner, type, status, created_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
+                .and_then(|mut st| {
+                    st.execute(params![job_id, owner, job_type, status, created_at, record])
+                })
                 .map_err(map_err)?;
-            }
-            tx.execute(
-                "INSERT INTO jobs (job_id, owner, type, status, created_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    job.job_id,
-                    job.owner,
-                    job.job_type,
-                    job.status.as_str(),
-                    job.created_at.to_rfc3339(),
-                    to_json(job)?
-                ],
-            )
-            .map_err(map_err)?;
-            tx.commit().map_err(map_err)?;
+                Ok(CreateOutcome::Created)
+            })
+            .await?;
+        if matches!(outcome, CreateOutcome::Created) {
+            self.watchers.notify(&job.job_id);
         }
-        self.watchers.notify(&job.job_id);
-        Ok(CreateOutcome::Created)
+        Ok(outcome)
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
@@ -264,14 +413,10 @@ impl JobStore for SqliteJobStore {
         owner: &str,
         key: &str,
     ) -> Result<Option<Job>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.reader()?;
         let id: Option<String> = conn
-            .query_row(
-                "SELECT job_id FROM idempotency WHERE owner = ?1 AND key = ?2",
-                params![owner, key],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT job_id FROM idempotency WHERE owner = ?1 AND key = ?2")
+            .and_then(|mut st| st.query_row(params![owner, key], |r| r.get(0)).optional())
             .map_err(map_err)?;
         match id {
             Some(id) => Self::read(&conn, &id),
@@ -281,7 +426,7 @@ impl JobStore for SqliteJobStore {
 
     async fn list(&self, owner: &str, query: &ListQuery) -> Result<JobPage, StoreError> {
         let limit = query.limit.clamp(1, 1000);
-        let conn = self.lock()?;
+        let conn = self.reader()?;
         let mut sql = String::from("SELECT record FROM jobs WHERE owner = ?1");
         let mut args: Vec<String> = vec![owner.to_string()];
         if let Some(s) = query.status {
@@ -311,13 +456,13 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError> {
-        let conn = self.lock()?;
+        // A read connection: the limit is a soft one, and a count must not wait for writes.
+        let conn = self.reader()?;
         let n: i64 = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND status IN ('QUEUED', 'RUNNING')",
-                params![owner],
-                |r| r.get(0),
             )
+            .and_then(|mut st| st.query_row(params![owner], |r| r.get(0)))
             .map_err(map_err)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -329,42 +474,44 @@ impl JobStore for SqliteJobStore {
         patch: TransitionPatch,
         now: DateTime<Utc>,
     ) -> Result<TransitionOutcome, StoreError> {
-        let outcome = {
-            let mut conn = self.lock()?;
-            let tx = conn.transaction().map_err(map_err)?;
-            let Some(mut job) = Self::read(&tx, job_id)? else {
-                return Ok(TransitionOutcome::NotFound);
-            };
-            if !apply_transition(&mut job, to, patch, now) {
-                return Ok(TransitionOutcome::Rejected(Box::new(job)));
-            }
-            // The condition is checked again by the UPDATE itself, so the write is
-            // conditional even if another connection (another process) raced us.
-            let preds: Vec<&str> = to.legal_predecessors().iter().map(|s| s.as_str()).collect();
-            let placeholders = (0..preds.len())
-                .map(|i| format!("?{}", i + 4))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1 AND status IN ({placeholders})"
-            );
-            let mut args: Vec<String> =
-                vec![job_id.to_string(), to.as_str().to_string(), to_json(&job)?];
-            args.extend(preds.iter().map(|s| s.to_string()));
-            let n = tx
-                .execute(&sql, rusqlite::params_from_iter(args.iter()))
-                .map_err(map_err)?;
-            if n == 0 {
-                let current = Self::read(&tx, job_id)?;
-                return Ok(match current {
-                    Some(j) => TransitionOutcome::Rejected(Box::new(j)),
-                    None => TransitionOutcome::NotFound,
-                });
-            }
-            tx.commit().map_err(map_err)?;
-            TransitionOutcome::Applied(Box::new(job))
-        };
-        self.watchers.notify(job_id);
+        let id = job_id.to_string();
+        // The condition is checked again by the UPDATE itself, so the write is conditional
+        // even if another connection (another process) raced us.
+        let preds: Vec<&str> = to.legal_predecessors().iter().map(|s| s.as_str()).collect();
+        let placeholders = (0..preds.len())
+            .map(|i| format!("?{}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1 AND status IN ({placeholders})"
+        );
+        let outcome = self
+            .write(move |tx| {
+                let Some(mut job) = Self::read(tx, &id)? else {
+                    return Ok(TransitionOutcome::NotFound);
+                };
+                if !apply_transition(&mut job, to, patch.clone(), now) {
+                    return Ok(TransitionOutcome::Rejected(Box::new(job)));
+                }
+                let mut args: Vec<String> =
+                    vec![id.clone(), to.as_str().to_string(), to_json(&job)?];
+                args.extend(preds.iter().map(|s| s.to_string()));
+                let n = tx
+                    .prepare_cached(&sql)
+                    .and_then(|mut st| st.execute(rusqlite::params_from_iter(args.iter())))
+                    .map_err(map_err)?;
+                if n == 0 {
+                    return Ok(match Self::read(tx, &id)? {
+                        Some(j) => TransitionOutcome::Rejected(Box::new(j)),
+                        None => TransitionOutcome::NotFound,
+                    });
+                }
+                Ok(TransitionOutcome::Applied(Box::new(job)))
+            })
+            .await?;
+        if matches!(outcome, TransitionOutcome::Applied(_)) {
+            self.watchers.notify(job_id);
+        }
         Ok(outcome)
     }
 
@@ -374,21 +521,9 @@ impl JobStore for SqliteJobStore {
         progress: &Progress,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        {
-            let mut conn = self.lock()?;
-            let tx = conn.transaction().map_err(map_err)?;
-            match Self::read(&tx, job_id)? {
-                Some(mut job) if !job.status.is_terminal() => {
-                    job.progress = progress.clone();
-                    job.updated_at = now;
-                    Self::write(&tx, &job)?;
-                }
-                _ => return Ok(false),
-            }
-            tx.commit().map_err(map_err)?;
-        }
-        self.watchers.notify(job_id);
-        Ok(true)
+        let progress = progress.clone();
+        self.update_active(job_id, now, move |job| job.progress = progress.clone())
+            .await
     }
 
     async fn set_execution(
@@ -397,21 +532,9 @@ impl JobStore for SqliteJobStore {
         execution: &ExecutionRef,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        {
-            let mut conn = self.lock()?;
-            let tx = conn.transaction().map_err(map_err)?;
-            match Self::read(&tx, job_id)? {
-                Some(mut job) if !job.status.is_terminal() => {
-                    job.execution = execution.clone();
-                    job.updated_at = now;
-                    Self::write(&tx, &job)?;
-                }
-                _ => return Ok(false),
-            }
-            tx.commit().map_err(map_err)?;
-        }
-        self.watchers.notify(job_id);
-        Ok(true)
+        let execution = execution.clone();
+        self.update_active(job_id, now, move |job| job.execution = execution.clone())
+            .await
     }
 
     fn watch(&self, job_id: &str) -> JobWatch {
