@@ -57,7 +57,10 @@ pub struct SqliteJobStore {
 impl Drop for SqliteJobStore {
     fn drop(&mut self) {
         // Closing the channel ends the writer's loop once the writes already sent are done.
-        drop(std::mem::replace(&mut self.writes, std::sync::mpsc::channel().0));
+        drop(std::mem::replace(
+            &mut self.writes,
+            std::sync::mpsc::channel().0,
+        ));
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
