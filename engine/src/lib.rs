@@ -46,6 +46,7 @@ mod exec;
 mod intrinsics;
 mod model;
 mod path;
+pub mod sqlite;
 mod store;
 mod template;
 

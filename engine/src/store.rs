@@ -12,6 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::sqlite::GroupCommitWriter;
 use crate::{EngineError, ExecutionStatus, HistoryEvent};
 
 /// Where a RUNNING execution is: the next top-level state to run and its input.
@@ -174,23 +175,13 @@ impl ExecutionStore for MemoryExecutionStore {
 /// wait for the writer).
 pub struct SqliteExecutionStore {
     reader: Mutex<rusqlite::Connection>,
-    writes: std::sync::mpsc::Sender<Write>,
+    writer: GroupCommitWriter<EngineError>,
 }
-
-/// Most writes in one transaction: bounds a commit's latency under a flood of checkpoints.
-const MAX_GROUP: usize = 512;
 
 enum WriteOp {
     Insert(Box<ExecutionRecord>),
     Checkpoint { arn: String, cursor: String },
     Finish(Box<ExecutionRecord>),
-}
-
-struct Write {
-    op: WriteOp,
-    /// Event id and JSON text: serialised by the caller, off the one writer thread.
-    events: Vec<(i64, String)>,
-    done: tokio::sync::oneshot::Sender<Result<bool, EngineError>>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> EngineError {
@@ -226,35 +217,19 @@ impl SqliteExecutionStore {
         let open = || -> Result<rusqlite::Connection, EngineError> {
             let conn = rusqlite::Connection::open(path)
                 .map_err(|e| EngineError::Store(format!("opening {}: {e}", path.display())))?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(store_err)?;
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(store_err)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(store_err)?;
-            // Hot pages (executions being checkpointed, the history's right edge) stay in
-            // memory, and the WAL is copied back less often: each page is written back once
-            // per checkpoint however many commits changed it. Not larger: a commit after a
-            // page split scans the whole page-cache hash (SQLite re-keys pages through the
-            // lock page), which at 64 MiB took 9% of the server's CPU under startJob load;
-            // 8 MiB measured as fast as 64 MiB on `bench engine`.
-            conn.pragma_update(None, "cache_size", -8192)
-                .map_err(store_err)?;
-            conn.pragma_update(None, "wal_autocheckpoint", 8192)
-                .map_err(store_err)?;
+            crate::sqlite::configure(&conn).map_err(store_err)?;
             Ok(conn)
         };
         let writer = open()?;
         writer.execute_batch(SCHEMA).map_err(store_err)?;
         let reader = open()?;
-        let (tx, rx) = std::sync::mpsc::channel::<Write>();
-        std::thread::Builder::new()
-            .name("engine-store-writer".into())
-            .spawn(move || write_loop(writer, rx))
-            .map_err(|e| EngineError::Store(format!("starting the writer thread: {e}")))?;
+        let writer = GroupCommitWriter::start("engine-store-writer", writer, store_err, || {
+            EngineError::Store("the store's writer has stopped".into())
+        })
+        .map_err(|e| EngineError::Store(format!("starting the writer thread: {e}")))?;
         Ok(SqliteExecutionStore {
             reader: Mutex::new(reader),
-            writes: tx,
+            writer,
         })
     }
 
@@ -265,58 +240,13 @@ impl SqliteExecutionStore {
     }
 
     async fn write(&self, op: WriteOp, events: &[HistoryEvent]) -> Result<bool, EngineError> {
+        // Serialised here, off the one writer thread.
         let events = events
             .iter()
             .map(|e| Ok((e.id as i64, serde_json::to_string(e).map_err(store_err)?)))
             .collect::<Result<Vec<_>, EngineError>>()?;
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.writes
-            .send(Write { op, events, done })
-            .map_err(|_| EngineError::Store("the store's writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| EngineError::Store("the store's writer has stopped".into()))?
+        self.writer.write(move |tx| apply(tx, &op, &events)).await
     }
-}
-
-/// The writer thread: takes what is waiting (up to [`MAX_GROUP`]), commits it as one
-/// transaction, answers each write. If the group fails, each write is retried alone so that
-/// one bad write cannot fail the others.
-fn write_loop(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Write>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
-            }
-        }
-        match apply_group(&mut conn, &group) {
-            Ok(results) => {
-                for (w, r) in group.into_iter().zip(results) {
-                    let _ = w.done.send(Ok(r));
-                }
-            }
-            Err(_) => {
-                for w in group {
-                    let r = apply_group(&mut conn, std::slice::from_ref(&w))
-                        .map(|mut r| r.pop().unwrap_or(false));
-                    let _ = w.done.send(r);
-                }
-            }
-        }
-    }
-}
-
-fn apply_group(conn: &mut rusqlite::Connection, group: &[Write]) -> Result<Vec<bool>, EngineError> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(store_err)?;
-    let mut results = Vec::with_capacity(group.len());
-    for w in group {
-        results.push(apply(&tx, &w.op, &w.events)?);
-    }
-    tx.commit().map_err(store_err)?;
-    Ok(results)
 }
 
 fn apply(

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use longhaul_engine::sqlite::GroupCommitWriter;
 use longhaul_jobs::memory::apply_transition;
 use longhaul_jobs::watch::Watchers;
 use longhaul_jobs::{
@@ -42,106 +43,13 @@ const MIGRATIONS: &[&str] = &["
 const READERS: usize = 2;
 
 pub struct SqliteJobStore {
-    /// To the writer thread, which owns the write connection.
-    writes: std::sync::mpsc::Sender<Box<dyn PendingWrite>>,
+    /// The writer thread, which owns the write connection; dropped, it closes the database.
+    writer: GroupCommitWriter<StoreError>,
     /// Reads (getJob, the hot path) go to these, so they do not queue behind writes; WAL lets
     /// them read concurrently and see every committed write.
     readers: Vec<Mutex<rusqlite::Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     watchers: Watchers,
-    /// Joined on drop, so the database is closed (and its WAL folded back) when the store
-    /// is gone.
-    writer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for SqliteJobStore {
-    fn drop(&mut self) {
-        // Closing the channel ends the writer's loop once the writes already sent are done.
-        drop(std::mem::replace(
-            &mut self.writes,
-            std::sync::mpsc::channel().0,
-        ));
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-/// Most writes in one transaction: bounds a commit's latency under a flood of writes.
-const MAX_GROUP: usize = 256;
-
-/// A write waiting for the writer thread.
-trait PendingWrite: Send {
-    /// Runs the write in `tx`, keeping its result until the transaction ends. May run again
-    /// (alone) if the group it was in failed, so it reads everything it needs from `tx`.
-    fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError>;
-    /// Answers the caller: the kept result once committed, else the error.
-    fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
-}
-
-struct Write<R, F> {
-    run: F,
-    result: Option<R>,
-    done: tokio::sync::oneshot::Sender<Result<R, StoreError>>,
-}
-
-impl<R, F> PendingWrite for Write<R, F>
-where
-    R: Send,
-    F: FnMut(&rusqlite::Transaction<'_>) -> Result<R, StoreError> + Send,
-{
-    fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-        self.result = Some((self.run)(tx)?);
-        Ok(())
-    }
-
-    fn answer(self: Box<Self>, outcome: Result<(), StoreError>) {
-        let Write { result, done, .. } = *self;
-        let answer = outcome.and_then(|()| {
-            result.ok_or_else(|| StoreError::Other("job store write left no result".into()))
-        });
-        let _ = done.send(answer);
-    }
-}
-
-/// The writer thread: takes what is waiting (up to [`MAX_GROUP`]), runs it in one
-/// transaction, commits, answers each write. If the group fails, each write runs alone so
-/// that one failing write cannot fail the others.
-fn write_loop(
-    mut conn: rusqlite::Connection,
-    rx: std::sync::mpsc::Receiver<Box<dyn PendingWrite>>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
-            }
-        }
-        match apply_group(&mut conn, &mut group) {
-            Ok(()) => group.into_iter().for_each(|w| w.answer(Ok(()))),
-            Err(_) => {
-                for mut w in group {
-                    let outcome = apply_group(&mut conn, std::slice::from_mut(&mut w));
-                    w.answer(outcome);
-                }
-            }
-        }
-    }
-}
-
-fn apply_group(
-    conn: &mut rusqlite::Connection,
-    group: &mut [Box<dyn PendingWrite>],
-) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(map_err)?;
-    for w in group.iter_mut() {
-        w.apply(&tx)?;
-    }
-    tx.commit().map_err(map_err)
 }
 
 /// Disk full, read-only, locked, I/O trouble: the caller should try again later (503).
@@ -209,18 +117,7 @@ impl SqliteJobStore {
 
     /// Prepares the write connection and starts the writer thread on it.
     fn from_connection(mut conn: rusqlite::Connection) -> Result<SqliteJobStore, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(map_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(map_err)?;
-        // As the engine's store: hot pages stay cached, the WAL is copied back less often;
-        // 8 MiB, as there (a larger cache makes commits after page splits slower).
-        conn.pragma_update(None, "cache_size", -8192)
-            .map_err(map_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)
-            .map_err(map_err)?;
+        longhaul_engine::sqlite::configure(&conn).map_err(map_err)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(map_err)?;
@@ -238,37 +135,16 @@ impl SqliteJobStore {
                 .map_err(map_err)?;
             tx.commit().map_err(map_err)?;
         }
-        let (writes, rx) = std::sync::mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("job-store-writer".into())
-            .spawn(move || write_loop(conn, rx))
-            .map_err(|e| StoreError::Other(format!("starting the job store's writer: {e}")))?;
+        let writer = GroupCommitWriter::start("job-store-writer", conn, map_err, || {
+            StoreError::Unavailable("the job store's writer has stopped".into())
+        })
+        .map_err(|e| StoreError::Other(format!("starting the job store's writer: {e}")))?;
         Ok(SqliteJobStore {
-            writes,
+            writer,
             readers: Vec::new(),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             watchers: Watchers::new(),
-            writer: Some(writer),
         })
-    }
-
-    /// Runs `run` on the writer thread, in a transaction shared with the other writes
-    /// waiting then; returns its result once that transaction is committed.
-    async fn write<R, F>(&self, run: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnMut(&rusqlite::Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let stopped = || StoreError::Unavailable("the job store's writer has stopped".into());
-        self.writes
-            .send(Box::new(Write {
-                run,
-                result: None,
-                done,
-            }))
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
     }
 
     fn read(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<Job>, StoreError> {
@@ -303,6 +179,7 @@ impl SqliteJobStore {
     {
         let id = job_id.to_string();
         let changed = self
+            .writer
             .write(move |tx| match Self::read(tx, &id)? {
                 Some(mut job) if !job.status.is_terminal() => {
                     change(&mut job);
@@ -366,7 +243,7 @@ impl JobStore for SqliteJobStore {
         );
         let (status, created_at) = (job.status.as_str(), job.created_at.to_rfc3339());
         let outcome = self
-            .write(move |tx| {
+            .writer.write(move |tx| {
                 if let Some(key) = &key {
                     let existing: Option<String> = tx
                         .prepare_cached(
@@ -489,6 +366,7 @@ impl JobStore for SqliteJobStore {
             "UPDATE jobs SET status = ?2, record = ?3 WHERE job_id = ?1 AND status IN ({placeholders})"
         );
         let outcome = self
+            .writer
             .write(move |tx| {
                 let Some(mut job) = Self::read(tx, &id)? else {
                     return Ok(TransitionOutcome::NotFound);
