@@ -1,10 +1,10 @@
 //! A moto server (`moto[server]`, installed into `.venv` by `scripts/venv`) on a free
 //! loopback port, for the adapter tests. Stopped when dropped.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct MotoServer {
     child: Child,
@@ -15,12 +15,20 @@ pub struct MotoServer {
 /// roll back by restoring a snapshot of the table, which undoes other requests' writes when
 /// requests run in parallel. One at a time, each request is atomic and isolated, as on AWS,
 /// while the clients still race each other.
+///
+/// The server binds port 0 itself and prints the port it got. Picking a free port first and
+/// handing it over is a race: two tests running at once could be given the same port, and
+/// then one moto fails to bind while both tests talk to the other (CI saw "Table already
+/// exists", then "Connection refused" once the other test stopped its server).
 const LAUNCHER: &str = r#"
-import sys
-from werkzeug.serving import run_simple
+import os, sys
+from werkzeug.serving import make_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 app = DomainDispatcherApplication(create_backend_app)
-run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, request_handler=MotoRequestHandler)
+server = make_server(sys.argv[1], 0, app, threaded=False, request_handler=MotoRequestHandler)
+print(server.server_port, flush=True)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the reader is gone: nothing more on the pipe
+server.serve_forever()
 "#;
 
 impl MotoServer {
@@ -32,7 +40,7 @@ impl MotoServer {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
     }
 
-    /// Starts moto and waits until it answers. Panics with what to do when it cannot.
+    /// Starts moto and waits until it listens. Panics with what to do when it cannot.
     pub fn start() -> MotoServer {
         let python = Self::python();
         assert!(
@@ -40,30 +48,41 @@ impl MotoServer {
             "{} is missing: run scripts/venv (scripts/test does) or set LONGHAUL_MOTO_PYTHON",
             python.display()
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(&python)
-            .args(["-c", LAUNCHER, "127.0.0.1", &port.to_string()])
-            .stdout(Stdio::null())
+        let mut child = Command::new(&python)
+            .args(["-c", LAUNCHER, "127.0.0.1"])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting moto");
+        // The port line comes once the socket listens; EOF means moto exited first.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
         let mut server = MotoServer {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
+        let port: u16 = match line.trim().parse() {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = server.child.kill();
+                let status = server
+                    .child
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 panic!(
-                    "moto exited with {status}: is moto[server] installed in .venv (scripts/venv)?"
+                    "moto did not start ({status}, said {line:?}): is moto[server] installed in \
+                     .venv (scripts/venv)?"
                 );
             }
-            assert!(Instant::now() < deadline, "moto did not start in 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        };
+        server.url = format!("http://127.0.0.1:{port}");
         server
     }
 }
