@@ -559,3 +559,131 @@ async fn checkpoints_come_before_states_that_act_on_the_world() {
         .count();
     assert_eq!(exited, 9 + 4, "9 top-level states and 4 in the Map");
 }
+
+/// A store written before the `checkpoints` table kept the cursor in `executions` and one
+/// `history` row per event. Opening it with this version loses nothing: ended executions
+/// keep their histories, and a RUNNING one resumes from its stored cursor, its new events
+/// numbered after the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_from_before_checkpoint_rows_resume_and_keep_their_histories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.db");
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Result": 1, "ResultPath": "$.a", "Next": "T"},
+        "T": {"Type": "Task", "Resource": format!("{FN}Echo"), "End": true}}})
+    .to_string();
+    let sm = "arn:aws:states:local:000000000000:stateMachine:legacy";
+    let arn = |name: &str| format!("arn:aws:states:local:000000000000:execution:legacy:{name}");
+    let event = |id: u64, kind: &str, state: Option<&str>, details: Value| {
+        let mut e = json!({"id": id, "previousEventId": id - 1,
+            "timestamp": "2026-11-01T10:00:00Z", "type": kind, "details": details});
+        if let Some(s) = state {
+            e["stateName"] = json!(s);
+        }
+        e.to_string()
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE definitions (hash TEXT PRIMARY KEY, text TEXT NOT NULL);
+             CREATE TABLE executions (arn TEXT PRIMARY KEY, state_machine_arn TEXT NOT NULL,
+                 name TEXT NOT NULL, definition_hash TEXT NOT NULL REFERENCES definitions(hash),
+                 status TEXT NOT NULL, input TEXT NOT NULL, output TEXT, error TEXT, cause TEXT,
+                 start_date TEXT NOT NULL, stop_date TEXT, cursor TEXT);
+             CREATE INDEX executions_running ON executions(status) WHERE status = 'RUNNING';
+             CREATE TABLE history (arn TEXT NOT NULL, id INTEGER NOT NULL, event TEXT NOT NULL,
+                 PRIMARY KEY (arn, id)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        conn.execute("INSERT INTO definitions VALUES ('h', ?1)", [&def])
+            .unwrap();
+        let insert = "INSERT INTO executions VALUES (?1, ?2, ?3, 'h', ?4, ?5, ?6, NULL, NULL, '2026-11-01T10:00:00Z', ?7, ?8)";
+        conn.execute(
+            insert,
+            rusqlite::params![
+                arn("done"),
+                sm,
+                "done",
+                "SUCCEEDED",
+                r#"{"i":0}"#,
+                r#"{"i":0,"a":1}"#,
+                "2026-11-01T10:00:01Z",
+                None::<String>
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            insert,
+            rusqlite::params![
+                arn("running"),
+                sm,
+                "running",
+                "RUNNING",
+                r#"{"i":1}"#,
+                None::<String>,
+                None::<String>,
+                r#"{"state":"T","input":{"i":1,"a":1}}"#
+            ],
+        )
+        .unwrap();
+        let done = [
+            event(1, "ExecutionStarted", None, json!({"input": {"i": 0}})),
+            event(2, "PassStateEntered", Some("A"), json!({"name": "A"})),
+            event(3, "PassStateExited", Some("A"), json!({"name": "A"})),
+            event(
+                4,
+                "ExecutionSucceeded",
+                None,
+                json!({"output": {"i": 0, "a": 1}}),
+            ),
+        ];
+        let running = &done[..3];
+        for (name, events) in [("done", &done[..]), ("running", running)] {
+            for (i, e) in events.iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO history VALUES (?1, ?2, ?3)",
+                    rusqlite::params![arn(name), i as i64 + 1, e],
+                )
+                .unwrap();
+            }
+        }
+    }
+    let engine = Engine::new(
+        Arc::new(SqliteExecutionStore::open(&path).unwrap()),
+        Arc::new(TestTasks::default()),
+    );
+    let types = |h: &[longhaul_engine::HistoryEvent]| -> Vec<String> {
+        h.iter().map(|e| e.event_type.clone()).collect()
+    };
+    let done = engine.get_execution_history(&arn("done")).await.unwrap();
+    assert_eq!(
+        types(&done),
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    assert_eq!(engine.resume_all().await.unwrap(), 1);
+    let d = engine.wait_for_completion(&arn("running")).await.unwrap();
+    assert_eq!(d.status, ExecutionStatus::Succeeded);
+    assert_eq!(d.output, Some(json!({"i": 1, "a": 1})));
+    let h = engine.get_execution_history(&arn("running")).await.unwrap();
+    let ids: Vec<u64> = h.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    let kinds = types(&h);
+    assert_eq!(
+        kinds[..4],
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "TaskStateEntered"
+        ]
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("ExecutionSucceeded"));
+    // Resumed at T: A did not run again.
+    assert_eq!(kinds.iter().filter(|k| *k == "PassStateEntered").count(), 1);
+    engine.shutdown().await;
+}
