@@ -360,6 +360,15 @@ fn append(
     Ok(())
 }
 
+/// The one text column `sql` selects for an execution, in its order.
+fn texts(conn: &rusqlite::Connection, sql: &str, arn: &str) -> Result<Vec<String>, EngineError> {
+    let mut st = conn.prepare_cached(sql).map_err(store_err)?;
+    let rows = st
+        .query_map(params![arn], |r| r.get::<_, String>(0))
+        .map_err(store_err)?;
+    rows.collect::<Result<_, _>>().map_err(store_err)
+}
+
 fn opt_json(v: &Option<Value>) -> Option<String> {
     v.as_ref().map(Value::to_string)
 }
@@ -452,25 +461,21 @@ impl ExecutionStore for SqliteExecutionStore {
         let conn = self.lock()?;
         let mut out: Vec<HistoryEvent> = Vec::new();
         if self.legacy_history {
-            let mut st = conn
-                .prepare_cached("SELECT event FROM history WHERE arn = ?1 ORDER BY id")
-                .map_err(store_err)?;
-            let rows = st
-                .query_map(params![arn], |r| r.get::<_, String>(0))
-                .map_err(store_err)?;
-            for r in rows {
-                out.push(serde_json::from_str(&r.map_err(store_err)?).map_err(store_err)?);
+            for text in texts(
+                &conn,
+                "SELECT event FROM history WHERE arn = ?1 ORDER BY id",
+                arn,
+            )? {
+                out.push(serde_json::from_str(&text).map_err(store_err)?);
             }
         }
-        let mut st = conn
-            .prepare_cached("SELECT events FROM checkpoints WHERE arn = ?1 ORDER BY seq")
-            .map_err(store_err)?;
-        let rows = st
-            .query_map(params![arn], |r| r.get::<_, String>(0))
-            .map_err(store_err)?;
-        for r in rows {
-            let batch: Vec<HistoryEvent> =
-                serde_json::from_str(&r.map_err(store_err)?).map_err(store_err)?;
+        let batches = texts(
+            &conn,
+            "SELECT events FROM checkpoints WHERE arn = ?1 ORDER BY seq",
+            arn,
+        )?;
+        for text in batches {
+            let batch: Vec<HistoryEvent> = serde_json::from_str(&text).map_err(store_err)?;
             // Ids only grow: an event written twice (by a retried write) is kept once.
             let last = out.last().map_or(0, |e| e.id);
             out.extend(batch.into_iter().filter(|e| e.id > last));
