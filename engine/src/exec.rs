@@ -99,7 +99,12 @@ pub(crate) struct Run {
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Run {
-    pub fn event(&self, event_type: &str, state_name: Option<&str>, details: Value) -> u64 {
+    pub fn event(
+        &self,
+        event_type: &str,
+        state_name: Option<&str>,
+        details: Box<serde_json::value::RawValue>,
+    ) -> u64 {
         let Ok(mut ev) = self.events.lock() else {
             return 0;
         };
@@ -209,7 +214,7 @@ impl Run {
                 self.event(
                     &format!("{type_name}StateEntered"),
                     Some(&name),
-                    json!({"name": name, "input": brief(&input)}),
+                    details(&[("name", Field::Str(&name)), ("input", Field::Brief(&input))]),
                 );
                 let item_ref = item.as_ref().map(|(i, v)| (*i, v));
                 let outcome = self
@@ -220,7 +225,10 @@ impl Run {
                         self.event(
                             &format!("{type_name}StateExited"),
                             Some(&name),
-                            json!({"name": name, "output": brief(&output)}),
+                            details(&[
+                                ("name", Field::Str(&name)),
+                                ("output", Field::Brief(&output)),
+                            ]),
                         );
                         name = next;
                         input = output;
@@ -233,7 +241,10 @@ impl Run {
                         self.event(
                             &format!("{type_name}StateExited"),
                             Some(&name),
-                            json!({"name": name, "output": brief(&output)}),
+                            details(&[
+                                ("name", Field::Str(&name)),
+                                ("output", Field::Brief(&output)),
+                            ]),
                         );
                         return Ok(output);
                     }
@@ -255,7 +266,10 @@ impl Run {
                         self.event(
                             &format!("{type_name}StateExited"),
                             Some(&name),
-                            json!({"name": name, "output": brief(&output)}),
+                            details(&[
+                                ("name", Field::Str(&name)),
+                                ("output", Field::Brief(&output)),
+                            ]),
                         );
                         name = c.next.clone();
                         input = output;
@@ -536,12 +550,15 @@ impl Run {
         self.event(
             "TaskScheduled",
             Some(&state.name),
-            json!({"resource": resource, "parameters": brief(&task_input)}),
+            details(&[
+                ("resource", Field::Str(resource)),
+                ("parameters", Field::Brief(&task_input)),
+            ]),
         );
         self.event(
             "TaskStarted",
             Some(&state.name),
-            json!({"resource": resource}),
+            details(&[("resource", Field::Str(resource))]),
         );
         let retry_count = ctx["State"]["RetryCount"].as_u64().unwrap_or(0) as u32;
         let call = self.invoker.invoke(
@@ -562,7 +579,10 @@ impl Run {
                     self.event(
                         "TaskTimedOut",
                         Some(&state.name),
-                        json!({"error": "States.Timeout", "cause": cause}),
+                        details(&[
+                            ("error", Field::Str("States.Timeout")),
+                            ("cause", Field::Str(&cause)),
+                        ]),
                     );
                     return Err(Failure::new("States.Timeout", cause));
                 }
@@ -574,7 +594,10 @@ impl Run {
                 self.event(
                     "TaskSucceeded",
                     Some(&state.name),
-                    json!({"resource": resource, "output": brief(&out)}),
+                    details(&[
+                        ("resource", Field::Str(resource)),
+                        ("output", Field::Brief(&out)),
+                    ]),
                 );
                 Ok(if *lambda_invoke {
                     json!({
@@ -592,7 +615,11 @@ impl Run {
                 self.event(
                     "TaskFailed",
                     Some(&state.name),
-                    json!({"resource": resource, "error": error, "cause": cause}),
+                    details(&[
+                        ("resource", Field::Str(resource)),
+                        ("error", Field::Str(&error)),
+                        ("cause", Field::Str(&cause)),
+                    ]),
                 );
                 Err(Failure { error, cause })
             }
@@ -612,7 +639,7 @@ impl Run {
                 .map_err(|e| from_apply(e, "Parameters"))?,
             None => effective.clone(),
         };
-        self.event("ParallelStateStarted", Some(&state.name), json!({}));
+        self.event("ParallelStateStarted", Some(&state.name), details(&[]));
         let runs = branches
             .iter()
             .map(|b| self.run_branch(b, b.start_at.clone(), input.clone(), false, None, None));
@@ -620,14 +647,17 @@ impl Run {
         let results = futures::future::try_join_all(runs).await;
         match results {
             Ok(outs) => {
-                self.event("ParallelStateSucceeded", Some(&state.name), json!({}));
+                self.event("ParallelStateSucceeded", Some(&state.name), details(&[]));
                 Ok(Value::Array(outs))
             }
             Err(f) => {
                 self.event(
                     "ParallelStateFailed",
                     Some(&state.name),
-                    json!({"error": f.error, "cause": f.cause}),
+                    details(&[
+                        ("error", Field::Str(&f.error)),
+                        ("cause", Field::Str(&f.cause)),
+                    ]),
                 );
                 Err(f)
             }
@@ -728,7 +758,7 @@ impl Run {
         self.event(
             "MapStateStarted",
             Some(&state.name),
-            json!({"length": total}),
+            details(&[("length", Field::Num(total as u64))]),
         );
         let tolerant = spec.tolerated_count.is_some() || spec.tolerated_percent.is_some();
         let processor = &spec.processor;
@@ -738,7 +768,10 @@ impl Run {
                 self.event(
                     "MapIterationStarted",
                     Some(&state.name),
-                    json!({"index": i, "name": state.name}),
+                    details(&[
+                        ("index", Field::Num(i as u64)),
+                        ("name", Field::Str(&state.name)),
+                    ]),
                 );
                 let r = self
                     .run_branch(
@@ -754,12 +787,18 @@ impl Run {
                     Ok(_) => self.event(
                         "MapIterationSucceeded",
                         Some(&state.name),
-                        json!({"index": i, "name": state.name}),
+                        details(&[
+                            ("index", Field::Num(i as u64)),
+                            ("name", Field::Str(&state.name)),
+                        ]),
                     ),
                     Err(_) => self.event(
                         "MapIterationFailed",
                         Some(&state.name),
-                        json!({"index": i, "name": state.name}),
+                        details(&[
+                            ("index", Field::Num(i as u64)),
+                            ("name", Field::Str(&state.name)),
+                        ]),
                     ),
                 };
                 (i, r)
@@ -776,7 +815,10 @@ impl Run {
                         self.event(
                             "MapStateFailed",
                             Some(&state.name),
-                            json!({"error": f.error, "cause": f.cause}),
+                            details(&[
+                                ("error", Field::Str(&f.error)),
+                                ("cause", Field::Str(&f.cause)),
+                            ]),
                         );
                         return Err(f);
                     }
@@ -798,7 +840,13 @@ impl Run {
                 self.event(
                     "MapStateFailed",
                     Some(&state.name),
-                    json!({"error": "States.ExceedToleratedFailureThreshold", "cause": cause}),
+                    details(&[
+                        (
+                            "error",
+                            Field::Str("States.ExceedToleratedFailureThreshold"),
+                        ),
+                        ("cause", Field::Str(&cause)),
+                    ]),
                 );
                 return Err(Failure::new(
                     "States.ExceedToleratedFailureThreshold",
@@ -809,7 +857,7 @@ impl Run {
         self.event(
             "MapStateSucceeded",
             Some(&state.name),
-            json!({"length": total}),
+            details(&[("length", Field::Num(total as u64))]),
         );
         Ok(Value::Array(results))
     }
@@ -820,8 +868,60 @@ impl Run {
 /// execution's history cost more memory than its data.
 pub(crate) const HISTORY_DETAIL_BYTES: usize = 4096;
 
-/// A cheap copy of `v` for the history: itself when small, else a truncated JSON preview.
-pub(crate) fn brief(v: &Value) -> Value {
+/// One field of an event's details, serialised from a reference (no copy of the value).
+pub(crate) enum Field<'a> {
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+    Num(u64),
+    /// The whole value (the execution's input and output, as AWS records them).
+    Json(&'a Value),
+    /// A state's data: itself when small, else a truncated JSON preview.
+    Brief(&'a Value),
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Str(v) => s.serialize_str(v),
+            Field::OptStr(v) => v.serialize(s),
+            Field::Num(v) => s.serialize_u64(*v),
+            Field::Json(v) => v.serialize(s),
+            Field::Brief(v) if fits(v) => v.serialize(s),
+            Field::Brief(v) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("truncated", &true)?;
+                m.serialize_entry("preview", &preview(v))?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// An event's details: a JSON object of `fields`, in this order.
+pub(crate) fn details(fields: &[(&str, Field<'_>)]) -> Box<serde_json::value::RawValue> {
+    struct Fields<'a, 'b>(&'a [(&'a str, Field<'b>)]);
+    impl serde::Serialize for Fields<'_, '_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+    // Strings, numbers and JSON values always serialise; the fallback is never taken.
+    serde_json::value::to_raw_value(&Fields(fields)).unwrap_or_else(|_| no_details())
+}
+
+/// Details of an event that has none.
+pub(crate) fn no_details() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".into()).unwrap_or_else(|_| unreachable!())
+}
+
+/// `v` serialises within [`HISTORY_DETAIL_BYTES`].
+fn fits(v: &Value) -> bool {
     fn size(v: &Value, budget: usize) -> usize {
         match v {
             Value::Null | Value::Bool(_) => 5,
@@ -849,9 +949,11 @@ pub(crate) fn brief(v: &Value) -> Value {
             }
         }
     }
-    if size(v, HISTORY_DETAIL_BYTES) <= HISTORY_DETAIL_BYTES {
-        return v.clone();
-    }
+    size(v, HISTORY_DETAIL_BYTES) <= HISTORY_DETAIL_BYTES
+}
+
+/// The first [`HISTORY_DETAIL_BYTES`] of `v`'s JSON text.
+fn preview(v: &Value) -> String {
     struct Limited(Vec<u8>);
     impl std::io::Write for Limited {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -868,7 +970,7 @@ pub(crate) fn brief(v: &Value) -> Value {
     }
     let mut w = Limited(Vec::with_capacity(HISTORY_DETAIL_BYTES));
     let _ = serde_json::to_writer(&mut w, v);
-    json!({"truncated": true, "preview": String::from_utf8_lossy(&w.0)})
+    String::from_utf8_lossy(&w.0).into_owned()
 }
 
 fn retry_delay(r: &Retrier, attempt: u32) -> Duration {
@@ -912,11 +1014,27 @@ mod tests {
     #[test]
     fn history_details_are_bounded() {
         let small = json!({"a": [1, 2, 3], "b": "text"});
-        assert_eq!(brief(&small), small);
         let big = json!({"rows": vec!["x".repeat(100); 1000]});
-        let b = brief(&big);
-        assert_eq!(b["truncated"], json!(true));
-        let preview = b["preview"].as_str().unwrap();
+        let d: Value = serde_json::from_str(
+            details(&[
+                ("name", Field::Str("S")),
+                ("small", Field::Brief(&small)),
+                ("big", Field::Brief(&big)),
+                ("whole", Field::Json(&big)),
+                ("none", Field::OptStr(None)),
+                ("n", Field::Num(7)),
+            ])
+            .get(),
+        )
+        .unwrap();
+        assert_eq!(d["name"], "S");
+        assert_eq!(d["small"], small);
+        assert_eq!(d["big"]["truncated"], json!(true));
+        let preview = d["big"]["preview"].as_str().unwrap();
         assert!(preview.len() <= HISTORY_DETAIL_BYTES && preview.starts_with("{\"rows\":[\"xxx"));
+        assert_eq!(d["whole"], big);
+        assert_eq!(d["none"], Value::Null);
+        assert_eq!(d["n"], 7);
+        assert_eq!(no_details().get(), "{}");
     }
 }

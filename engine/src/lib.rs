@@ -65,7 +65,7 @@ pub use store::{
     Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
 };
 
-use exec::{Events, Failure, Run};
+use exec::{Events, Failure, Field, Run};
 
 /// Calls Task resources: resource string in, JSON out, or an error with name and cause.
 #[async_trait]
@@ -174,7 +174,11 @@ impl From<&ExecutionRecord> for ExecutionDescription {
 }
 
 /// One event of an execution's history, with AWS's event type names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `details` is kept as JSON text: it is written once, from references to the engine's
+/// values (see `exec::details`), and stored and served as it is. Building it as a `Value`
+/// copied the state's input or output into every event, only to serialise and drop it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEvent {
     pub id: u64,
@@ -184,8 +188,26 @@ pub struct HistoryEvent {
     pub event_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_name: Option<String>,
-    #[serde(default)]
-    pub details: Value,
+    #[serde(default = "exec::no_details")]
+    pub details: Box<serde_json::value::RawValue>,
+}
+
+impl HistoryEvent {
+    /// The details as a JSON value.
+    pub fn details_value(&self) -> Value {
+        serde_json::from_str(self.details.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for HistoryEvent {
+    fn eq(&self, other: &HistoryEvent) -> bool {
+        self.id == other.id
+            && self.previous_event_id == other.previous_event_id
+            && self.timestamp == other.timestamp
+            && self.event_type == other.event_type
+            && self.state_name == other.state_name
+            && self.details.get() == other.details.get()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,7 +344,13 @@ impl Engine {
             timestamp: start,
             event_type: "ExecutionStarted".into(),
             state_name: None,
-            details: serde_json::json!({"input": input, "roleArn": "arn:aws:iam::000000000000:role/longhaul-local"}),
+            details: exec::details(&[
+                ("input", Field::Json(&input)),
+                (
+                    "roleArn",
+                    Field::Str("arn:aws:iam::000000000000:role/longhaul-local"),
+                ),
+            ]),
         };
         if !self.inner.store.insert(&rec, &[started]).await? {
             return Err(EngineError::ExecutionAlreadyExists { execution_arn: arn });
@@ -437,7 +465,10 @@ impl Engine {
                     timestamp: Utc::now(),
                     event_type: "ExecutionAborted".into(),
                     state_name: None,
-                    details: serde_json::json!({"error": rec.error, "cause": rec.cause}),
+                    details: exec::details(&[
+                        ("error", Field::OptStr(rec.error.as_deref())),
+                        ("cause", Field::OptStr(rec.cause.as_deref())),
+                    ]),
                 };
                 self.inner.store.finish(&rec, &[ev]).await?;
                 let _ = self.inner.ends.send(ExecutionDescription::from(&rec));
@@ -602,8 +633,9 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         }
         End::Done(Ok(output)) => {
             done.status = ExecutionStatus::Succeeded;
-            done.output = Some(output.clone());
-            ("ExecutionSucceeded", serde_json::json!({"output": output}))
+            let details = exec::details(&[("output", Field::Json(&output))]);
+            done.output = Some(output);
+            ("ExecutionSucceeded", details)
         }
         End::Done(Err(f)) => {
             done.status = ExecutionStatus::Failed;
@@ -611,7 +643,10 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = Some(f.cause.clone());
             (
                 "ExecutionFailed",
-                serde_json::json!({"error": f.error, "cause": f.cause}),
+                exec::details(&[
+                    ("error", Field::Str(&f.error)),
+                    ("cause", Field::Str(&f.cause)),
+                ]),
             )
         }
         End::TimedOut => {
@@ -620,7 +655,10 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = Some("the execution ran past its TimeoutSeconds".into());
             (
                 "ExecutionTimedOut",
-                serde_json::json!({"error": done.error, "cause": done.cause}),
+                exec::details(&[
+                    ("error", Field::OptStr(done.error.as_deref())),
+                    ("cause", Field::OptStr(done.cause.as_deref())),
+                ]),
             )
         }
         End::Aborted => {
@@ -635,7 +673,10 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = c;
             (
                 "ExecutionAborted",
-                serde_json::json!({"error": done.error, "cause": done.cause}),
+                exec::details(&[
+                    ("error", Field::OptStr(done.error.as_deref())),
+                    ("cause", Field::OptStr(done.cause.as_deref())),
+                ]),
             )
         }
     };

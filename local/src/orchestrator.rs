@@ -239,11 +239,11 @@ impl Orchestrator for EngineOrchestrator {
             .filter(|e| e.id > after_id)
             .take(limit)
             .map(|e| ExecutionEvent {
+                details: e.details_value(),
                 id: e.id,
                 timestamp: e.timestamp,
                 event_type: e.event_type,
                 state_name: e.state_name,
-                details: e.details,
             })
             .collect())
     }
