@@ -102,21 +102,9 @@ pub async fn run(b: CsvBench) -> Result<i32> {
         t.elapsed().as_secs_f64()
     );
 
-    let data = dir.path().join("data").to_string_lossy().to_string();
     let max_upload = (size + 1).to_string();
-    let mut server = crate::bench_http::spawn_server(
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-            "--max-upload-bytes",
-            &max_upload,
-        ],
-        dir.path(),
-    )
-    .await?;
+    let mut server =
+        crate::bench_http::spawn_serve(dir.path(), &["--max-upload-bytes", &max_upload]).await?;
     let (url, token) = (server.url.clone(), server.token.clone());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3600))

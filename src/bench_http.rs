@@ -89,6 +89,15 @@ pub(crate) struct ServerChild {
     pub token: String,
 }
 
+/// Starts `longhaul serve` on a free loopback port with its data in `dir/data`, plus `extra`
+/// arguments, and waits until it listens.
+pub(crate) async fn spawn_serve(dir: &std::path::Path, extra: &[&str]) -> Result<ServerChild> {
+    let data = dir.join("data").to_string_lossy().to_string();
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--data-dir", &data];
+    args.extend_from_slice(extra);
+    spawn_server(&args, dir).await
+}
+
 /// Starts `longhaul ARGS` in `dir` and waits until it prints where it listens.
 pub(crate) async fn spawn_server(args: &[&str], dir: &std::path::Path) -> Result<ServerChild> {
     let exe = std::env::current_exe()?;
@@ -206,21 +215,7 @@ pub(crate) fn summary(xs: &[f64]) -> Value {
 pub async fn run(b: HttpBench) -> Result<i32> {
     crate::serve::raise_open_files_limit();
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    let data_s = data.to_string_lossy().to_string();
-    let server = spawn_server(
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_s,
-            "--max-active-jobs",
-            "10000000",
-        ],
-        dir.path(),
-    )
-    .await?;
+    let server = spawn_serve(dir.path(), &["--max-active-jobs", "10000000"]).await?;
     let bare = spawn_server(&["bench", "bare-server"], dir.path()).await?;
 
     // One finished job to read.

@@ -37,21 +37,9 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
 pub async fn run(b: LoadBench) -> Result<i32> {
     crate::serve::raise_open_files_limit();
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data").to_string_lossy().to_string();
     let max_active = (b.jobs + 10).to_string();
-    let mut server = crate::bench_http::spawn_server(
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-            "--max-active-jobs",
-            &max_active,
-        ],
-        dir.path(),
-    )
-    .await?;
+    let mut server =
+        crate::bench_http::spawn_serve(dir.path(), &["--max-active-jobs", &max_active]).await?;
     let pid = server.process.id().context("server pid")?;
     ensure!(!server.token.is_empty(), "the server printed no token");
     let (url, token) = (server.url.clone(), server.token.clone());
