@@ -719,6 +719,12 @@ impl JobService {
     }
 }
 
+/// The outbound policy's URL check (longhaul-outbound), as a message.
+fn check_download_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    longhaul_outbound::check_url(url, longhaul_outbound::OutboundPolicy { allow_insecure })
+        .map(drop)
+}
+
 /// The prefix under which an owner's uploads live. A job may read only objects under its
 /// owner's prefix (owners are isolated).
 pub fn upload_prefix(owner: &str) -> String {
@@ -736,69 +742,6 @@ fn validate_idempotency_key(key: &str) -> Result<(), ServiceError> {
         )));
     }
     Ok(())
-}
-
-/// Checks a download URL before any request: https (http only when insecure downloads are
-/// allowed), a host, and no literal loopback, private, link-local or unspecified address.
-/// Names are checked again when resolved, at download time.
-pub fn check_download_url(url: &str, allow_insecure: bool) -> Result<(), String> {
-    let u = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
-    match u.scheme() {
-        "https" => {}
-        "http" if allow_insecure => {}
-        other => return Err(format!("the scheme must be https, not {other}")),
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("URLs with credentials are not accepted".into());
-    }
-    match u.host() {
-        None => Err("the URL has no host".into()),
-        Some(url::Host::Ipv4(ip)) if !allow_insecure && !is_public_ip(std::net::IpAddr::V4(ip)) => {
-            Err(format!("{ip} is not a public address"))
-        }
-        Some(url::Host::Ipv6(ip)) if !allow_insecure && !is_public_ip(std::net::IpAddr::V6(ip)) => {
-            Err(format!("{ip} is not a public address"))
-        }
-        Some(url::Host::Domain(d))
-            if !allow_insecure && (d == "localhost" || d.ends_with(".localhost")) =>
-        {
-            Err(format!("{d} is not a public address"))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
-/// Whether an address is on the public internet (not loopback, private, link-local, CGNAT,
-/// unspecified, multicast, documentation or unique-local).
-pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240)
-        }
-        std::net::IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_ip(std::net::IpAddr::V4(v4));
-            }
-            let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8))
-        }
-    }
 }
 
 fn validate_file_refs(refs: &[OpenAiFileRef]) -> Result<(), ServiceError> {
@@ -930,41 +873,6 @@ mod tests {
             assert!(validate_file_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_file_name("sales-2024.csv").is_ok());
-    }
-
-    #[test]
-    fn download_urls_must_be_https_to_public_addresses() {
-        for ok in [
-            "https://example.com/a.csv",
-            "https://8.8.8.8/x",
-            "https://[2606:4700::1111]/x",
-        ] {
-            assert!(check_download_url(ok, false).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://example.com/a.csv",
-            "https://127.0.0.1/x",
-            "https://10.0.0.1/x",
-            "https://172.16.5.4/x",
-            "https://192.168.1.1/x",
-            "https://169.254.169.254/latest/meta-data",
-            "https://100.64.0.1/x",
-            "https://0.0.0.0/x",
-            "https://[::1]/x",
-            "https://[fe80::1]/x",
-            "https://[fd00::1]/x",
-            "https://[::ffff:127.0.0.1]/x",
-            "https://localhost/x",
-            "https://user:pw@example.com/x",
-            "file:///etc/passwd",
-            "not a url",
-        ] {
-            assert!(check_download_url(bad, false).is_err(), "{bad}");
-        }
-        assert!(
-            check_download_url("http://127.0.0.1:8080/x", true).is_ok(),
-            "allowed for local tests"
-        );
     }
 
     #[test]
