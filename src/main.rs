@@ -15,6 +15,7 @@ mod bench_lambda;
 mod bench_load;
 mod client;
 mod demo;
+mod sam;
 mod serve;
 
 use std::path::PathBuf;
@@ -125,6 +126,9 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Write the AWS deployment (template.yaml, statemachine/job.asl.json and
+    /// statemachine/job-types.json) from the job type folders.
+    Sam(sam::SamArgs),
     /// Print the OpenAPI 3.1 spec (YAML) for a GPT Action.
     Openapi {
         /// The server URL to put in the spec (a GPT Action needs the public https URL).
@@ -275,6 +279,7 @@ async fn run(cli: Cli) -> Result<i32> {
             command: SfnCommand::Run(args),
         } => Ok(longhaul_engine::cli::run(args).await),
         Command::Bench { command } => bench::run(command).await,
+        Command::Sam(args) => sam::run(&args),
         Command::Openapi { server_url } => {
             print!("{}", longhaul_api::openapi_yaml(&server_url));
             Ok(0)

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use longhaul_api::{ApiState, Authenticator};
-use longhaul_jobs::{BlobStore, JobService, JobStore, JobTypes, ServiceConfig};
-use longhaul_local::orchestrator::{DEFAULT_DEFINITION, EngineOrchestrator, load_definition};
+use longhaul_catalog::Catalog;
+use longhaul_jobs::{BlobStore, JobService, JobStore, ServiceConfig};
+use longhaul_local::orchestrator::{EngineOrchestrator, LocalSteps, check_interpreters};
 use longhaul_local::schedule::Schedule;
-use longhaul_workers::WorkerContext;
+use longhaul_steps::{StepContext, StepRegistry};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, Args)]
@@ -41,7 +42,16 @@ pub struct ServeArgs {
     /// Default: http://ADDR.
     #[arg(long, env = "LONGHAUL_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Workflow definition to run instead of the built-in statemachine/job.asl.json.
+    /// A folder of job type folders to load besides the built-in ones and ./jobtypes
+    /// (repeatable; in the environment, separated by ':').
+    #[arg(
+        long = "job-types",
+        value_name = "DIR",
+        env = "LONGHAUL_JOB_TYPES",
+        value_delimiter = ':'
+    )]
+    pub job_types: Vec<PathBuf>,
+    /// Workflow definition to run instead of the one composed from the job types.
     #[arg(long, env = "LONGHAUL_DEFINITION")]
     pub definition: Option<PathBuf>,
     /// Queued + running jobs one owner may have.
@@ -87,6 +97,7 @@ impl ServeArgs {
             issuer: None,
             audience: None,
             public_url: None,
+            job_types: Vec::new(),
             definition: None,
             max_active_jobs: 20,
             file_url_ttl: 900,
@@ -172,12 +183,8 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
 
     let (auth, new_token) = build_auth(args, &addr).await?;
 
-    let definition_text = match &args.definition {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the workflow definition {}", path.display()))?,
-        None => DEFAULT_DEFINITION.to_string(),
-    };
-    let machine = load_definition(&definition_text).map_err(anyhow::Error::msg)?;
+    let registry = StepRegistry::all();
+    let catalog = load_catalog(&args.job_types, &registry)?;
 
     let store = Arc::new(
         longhaul_local::SqliteJobStore::open(&args.data_dir.join("jobs.db"))
@@ -195,24 +202,32 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         Ok(n) => tracing::info!(files = n, "removed unfinished writes of an earlier run"),
         Err(e) => tracing::warn!(error = %e, "removing unfinished writes of an earlier run"),
     }
-    let types = Arc::new(JobTypes::builtin());
-    let worker_ctx = WorkerContext {
+    let step_ctx = StepContext {
         store: store.clone() as Arc<dyn JobStore>,
         blobs: blobs.clone() as Arc<dyn BlobStore>,
-        types: types.clone(),
-        downloads: longhaul_workers::fetch::DownloadPolicy {
+        types: Arc::new(catalog.job_types().clone()),
+        downloads: longhaul_steps::fetch::DownloadPolicy {
             allow_insecure: args.allow_insecure_downloads,
             max_bytes: args.max_upload_bytes,
         },
     };
+    let steps = Arc::new(LocalSteps::new(&catalog, registry, step_ctx.clone()));
+    let definition_text = match &args.definition {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the workflow definition {}", path.display()))?,
+        None => catalog.workflow_text(),
+    };
+    let machine = steps
+        .load_definition(&definition_text)
+        .map_err(anyhow::Error::msg)?;
     let exec_store = Arc::new(
         longhaul_engine::SqliteExecutionStore::open(&args.data_dir.join("engine.db"))
             .context("opening the engine's execution store")?,
     );
-    let orchestrator = EngineOrchestrator::with_workers(exec_store, worker_ctx.clone(), machine)
+    let orchestrator = EngineOrchestrator::with_steps(exec_store, steps, machine)
         .await
         .context("registering the workflow")?;
-    let tracker = orchestrator.spawn_tracker(worker_ctx.clone());
+    let tracker = orchestrator.spawn_tracker(step_ctx.clone());
     let engine = orchestrator.engine().clone();
 
     let config = ServiceConfig {
@@ -226,7 +241,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         store.clone(),
         blobs.clone(),
         Arc::new(orchestrator),
-        JobTypes::builtin(),
+        catalog.job_types().clone(),
         config,
     ));
 
@@ -312,6 +327,21 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// The job types this server runs: the built-in ones, `./jobtypes/*` and each `--job-types`
+/// folder, checked. A bad folder stops the start, naming the file and the reason.
+pub fn load_catalog(extra: &[PathBuf], registry: &StepRegistry) -> Result<Catalog> {
+    let mut dirs = Vec::new();
+    let here = PathBuf::from("jobtypes");
+    if here.is_dir() {
+        dirs.push(here);
+    }
+    dirs.extend(extra.iter().cloned());
+    let folders = longhaul_catalog::load_all(&dirs).context("loading the job types")?;
+    let catalog = Catalog::new(folders, &registry.rust_code()).context("checking the job types")?;
+    check_interpreters(&catalog).map_err(anyhow::Error::msg)?;
+    Ok(catalog)
 }
 
 /// One server per data dir: two would run every execution twice. The lock is the kernel's

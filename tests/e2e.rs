@@ -559,7 +559,7 @@ fn readme_commands_and_ci_are_the_ones_that_exist() {
     // Every subcommand the README uses exists.
     for sub in [
         "demo", "serve", "start", "get", "list", "cancel", "upload", "openapi", "sfn", "bench",
-        "types",
+        "types", "sam",
     ] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "longhaul {sub} --help");
@@ -575,6 +575,24 @@ fn committed_openapi_yaml_is_what_the_code_generates() {
     assert!(
         committed == String::from_utf8_lossy(&out.stdout),
         "openapi.yaml is stale: run `cargo run -- openapi > openapi.yaml`"
+    );
+}
+
+/// template.yaml and statemachine/ are generated from the job type folders: the committed
+/// files are what `longhaul sam` writes (run in the repository, as a user would).
+#[test]
+fn committed_deployment_files_are_what_longhaul_sam_generates() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(BIN)
+        .args(["sam", "--check"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -621,7 +639,7 @@ fn history_shows_what_the_execution_did_to_its_owner_only() {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
     let failed = events.iter().find(|e| e["type"] == "TaskFailed").unwrap();
-    assert_eq!(failed["stateName"], "DemoStep");
+    assert_eq!(failed["stateName"], "demo.Step");
     assert_eq!(failed["details"]["error"], "DemoStepFailed");
 
     // Pages of 5 give the same events, in order.

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use longhaul_api::{ApiState, Authenticator, CognitoClaimsAuth, JwtAuth, TokensFileAuth, router};
 use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
 use longhaul_jobs::{
-    ExecutionRef, Job, JobService, JobTypes, Orchestrator, OrchestratorError, ServiceConfig,
+    ExecutionRef, Job, JobService, Orchestrator, OrchestratorError, ServiceConfig,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -44,7 +44,10 @@ fn app(auth: Arc<dyn Authenticator>) -> axum::Router {
         Arc::new(MemoryJobStore::new()),
         Arc::new(MemoryBlobStore::new()),
         Arc::new(NoopOrchestrator),
-        JobTypes::builtin(),
+        longhaul_steps::builtin_catalog()
+            .unwrap()
+            .job_types()
+            .clone(),
         ServiceConfig::default(),
     );
     router(ApiState {

@@ -284,6 +284,48 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<(String, BlobMeta)>, BlobError> {
+        let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        if !dir_part.is_empty() {
+            validate_key(dir_part)?;
+        }
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        while found.len() < limit {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(i32::try_from(limit - found.len()).unwrap_or(1000).min(1000))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk("ListObjectsV2", prefix, e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    found.push((
+                        key.to_string(),
+                        BlobMeta {
+                            size_bytes: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                            content_type: None,
+                        },
+                    ));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
     async fn presign_get(
         &self,
         key: &str,

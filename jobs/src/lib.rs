@@ -26,6 +26,6 @@ pub use service::{
     CreateUploadRequest, JobList, JobService, ListParams, ServiceConfig, ServiceError,
     StartJobRequest, UploadTicket,
 };
-pub use types::{JobType, JobTypeInfo, JobTypes};
+pub use types::{InputCheck, JobType, JobTypeDef, JobTypeInfo, JobTypes, Runtime, StepDef};
 pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobView};
 pub use workflow::{ExecutionStatusChange, WorkflowInput};

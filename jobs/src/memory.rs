@@ -314,6 +314,30 @@ impl BlobStore for MemoryBlobStore {
         Ok(())
     }
 
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<(String, BlobMeta)>, BlobError> {
+        let g = self.lock()?;
+        let mut found: Vec<(String, BlobMeta)> = g
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (b, ct))| {
+                (
+                    k.clone(),
+                    BlobMeta {
+                        size_bytes: b.len() as u64,
+                        content_type: Some(ct.clone()),
+                    },
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("memory://{key}")
+    }
+
     async fn presign_get(
         &self,
         key: &str,

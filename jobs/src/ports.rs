@@ -220,6 +220,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
 
+    /// The objects whose keys start with `prefix`, in key order, at most `limit`.
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<(String, BlobMeta)>, BlobError>;
+
+    /// Where a program outside longhaul's process (a Python or Node step) finds the object:
+    /// `file:///…` on one machine, `s3://bucket/key` on AWS.
+    fn uri(&self, key: &str) -> String;
+
     /// A URL to download the object, served with this file name and content type.
     async fn presign_get(
         &self,

@@ -25,7 +25,14 @@ const ENFORCED: &[&str] = &[
     "enum",
     "oneOf",
 ];
-const ANNOTATIONS: &[&str] = &["description", "default", "title", "examples"];
+const ANNOTATIONS: &[&str] = &[
+    "description",
+    "default",
+    "title",
+    "examples",
+    "$schema",
+    "$comment",
+];
 const TYPES: &[&str] = &[
     "object", "array", "string", "integer", "number", "boolean", "null",
 ];

@@ -19,7 +19,7 @@ use crate::ports::{
     BlobError, BlobStore, CreateOutcome, JobStore, ListQuery, Orchestrator, OrchestratorError,
     StoreError, TransitionOutcome,
 };
-use crate::types::{JobTypeInfo, JobTypes};
+use crate::types::{JobType, JobTypeInfo, JobTypes};
 use crate::view::{ExecutionHistory, FileView, JobView};
 
 /// Limits and lifetimes of the service.
@@ -269,8 +269,7 @@ impl JobService {
         }
         let refs = req.openai_file_id_refs.clone().unwrap_or_default();
         validate_file_refs(&refs)?;
-        self.check_sources(owner, &req.job_type, &input, &refs)
-            .await?;
+        self.check_sources(owner, job_type, &input, &refs).await?;
         let request_hash = request_hash(&req);
 
         if let Some(key) = &req.idempotency_key
@@ -310,70 +309,85 @@ impl JobService {
         Ok((self.view(&job).await?, true))
     }
 
-    /// Checks a job's input sources before anything is written: an upload must be the
-    /// owner's and exist (and its header must hold the columns the job names), a file ref
-    /// must point into openaiFileIdRefs, a URL must be https to a public address.
+    /// Checks a job's file inputs before anything is written: an upload must be the owner's
+    /// and exist (and pass the type's check of its first bytes), a file ref must point into
+    /// openaiFileIdRefs, a URL must be https to a public address.
     async fn check_sources(
         &self,
         owner: &str,
-        job_type: &str,
+        job_type: &JobType,
         input: &Value,
         refs: &[OpenAiFileRef],
     ) -> Result<(), ServiceError> {
-        if job_type != "csv-report" {
-            return Ok(());
+        for field in &job_type.file_inputs {
+            let Some(value) = input.get(field) else {
+                continue;
+            };
+            let source = FileSource::parse(value)
+                .map_err(|m| ServiceError::BadRequest(format!("input.{field}: {m}")))?;
+            match source {
+                FileSource::Object(object) => {
+                    self.check_upload(owner, job_type, input, field, &object)
+                        .await?;
+                }
+                FileSource::FileRef(i) => {
+                    let Some(r) = refs.get(i) else {
+                        return Err(ServiceError::BadRequest(format!(
+                            "input.{field}.fileRef: {i} is not an index of openaiFileIdRefs ({} file(s) attached)",
+                            refs.len()
+                        )));
+                    };
+                    // Refused now rather than failing the job later in Register.
+                    check_download_url(&r.download_link, self.config.allow_insecure_downloads)
+                        .map_err(|m| {
+                            ServiceError::BadRequest(format!(
+                                "openaiFileIdRefs[{i}].download_link: {m}"
+                            ))
+                        })?;
+                }
+                FileSource::Url(url) => {
+                    check_download_url(&url, self.config.allow_insecure_downloads)
+                        .map_err(|m| ServiceError::BadRequest(format!("input.{field}.url: {m}")))?;
+                }
+            }
         }
-        let spec: longhaul_report::ReportSpec = serde_json::from_value(input.clone())
-            .map_err(|e| ServiceError::BadRequest(format!("input: {e}")))?;
-        match &spec.source {
-            longhaul_report::Source::Object { object } => {
-                let prefix = format!("{}/", upload_prefix(owner));
-                if !object.starts_with(&prefix) {
-                    return Err(ServiceError::BadRequest(
-                        "input.source.object: not one of your uploads (use the object createUpload returned)".into(),
-                    ));
-                }
-                let meta = self.blobs.head(object).await?.ok_or_else(|| {
-                    ServiceError::BadRequest(
-                        "input.source.object: nothing was uploaded there yet (PUT the file to its uploadUrl first)".into(),
-                    )
-                })?;
-                // S3's presigned PUT cannot cap the size: the cap is enforced here, at use.
-                if meta.size_bytes > self.config.max_upload_bytes {
-                    return Err(ServiceError::PayloadTooLarge(format!(
-                        "input.source.object: the upload is {} bytes, over the limit of {}",
-                        meta.size_bytes, self.config.max_upload_bytes
-                    )));
-                }
-                let head_len = meta.size_bytes.min(64 * 1024);
-                if head_len > 0 {
-                    let first = self.blobs.get(object, Some(0..head_len)).await?;
-                    let delimiter = spec.delimiter_byte().map_err(ServiceError::BadRequest)?;
-                    if let Ok(Some(header)) = longhaul_report::read_header(&first, delimiter) {
-                        longhaul_report::check_columns(&spec, &header)
-                            .map_err(|e| ServiceError::BadRequest(format!("input: {e}")))?;
-                    }
-                }
-            }
-            longhaul_report::Source::FileRef { file_ref } => {
-                let Some(r) = refs.get(*file_ref) else {
-                    return Err(ServiceError::BadRequest(format!(
-                        "input.source.fileRef: {file_ref} is not an index of openaiFileIdRefs ({} file(s) attached)",
-                        refs.len()
-                    )));
-                };
-                // Refused now rather than failing the job later in Register.
-                check_download_url(&r.download_link, self.config.allow_insecure_downloads)
-                    .map_err(|m| {
-                        ServiceError::BadRequest(format!(
-                            "openaiFileIdRefs[{file_ref}].download_link: {m}"
-                        ))
-                    })?;
-            }
-            longhaul_report::Source::Url { url } => {
-                check_download_url(url, self.config.allow_insecure_downloads)
-                    .map_err(|m| ServiceError::BadRequest(format!("input.source.url: {m}")))?;
-            }
+        Ok(())
+    }
+
+    /// An upload used as a file input: the owner's, there, within the size limit, and its
+    /// first bytes pass the type's check.
+    async fn check_upload(
+        &self,
+        owner: &str,
+        job_type: &JobType,
+        input: &Value,
+        field: &str,
+        object: &str,
+    ) -> Result<(), ServiceError> {
+        let prefix = format!("{}/", upload_prefix(owner));
+        if !object.starts_with(&prefix) {
+            return Err(ServiceError::BadRequest(format!(
+                "input.{field}.object: not one of your uploads (use the object createUpload returned)"
+            )));
+        }
+        let meta = self.blobs.head(object).await?.ok_or_else(|| {
+            ServiceError::BadRequest(format!(
+                "input.{field}.object: nothing was uploaded there yet (PUT the file to its uploadUrl first)"
+            ))
+        })?;
+        // S3's presigned PUT cannot cap the size: the cap is enforced here, at use.
+        if meta.size_bytes > self.config.max_upload_bytes {
+            return Err(ServiceError::PayloadTooLarge(format!(
+                "input.{field}.object: the upload is {} bytes, over the limit of {}",
+                meta.size_bytes, self.config.max_upload_bytes
+            )));
+        }
+        let head_len = meta.size_bytes.min(64 * 1024);
+        if head_len > 0 {
+            let first = self.blobs.get(object, Some(0..head_len)).await?;
+            job_type
+                .check_file_head(input, field, &first)
+                .map_err(ServiceError::BadRequest)?;
         }
         Ok(())
     }
@@ -723,6 +737,32 @@ impl JobService {
 fn check_download_url(url: &str, allow_insecure: bool) -> Result<(), String> {
     longhaul_outbound::check_url(url, longhaul_outbound::OutboundPolicy { allow_insecure })
         .map(drop)
+}
+
+/// A file input's value as the client gives it (the schema `file_source_schema` describes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// An object in the blob store (an upload, or a copy Register made).
+    Object(String),
+    /// An index into the request's openaiFileIdRefs.
+    FileRef(usize),
+    Url(String),
+}
+
+impl FileSource {
+    pub fn parse(v: &Value) -> Result<FileSource, String> {
+        if let Some(o) = v.get("object").and_then(Value::as_str) {
+            Ok(FileSource::Object(o.to_string()))
+        } else if let Some(i) = v.get("fileRef").and_then(Value::as_u64) {
+            usize::try_from(i)
+                .map(FileSource::FileRef)
+                .map_err(|_| format!("fileRef {i} is out of range"))
+        } else if let Some(u) = v.get("url").and_then(Value::as_str) {
+            Ok(FileSource::Url(u.to_string()))
+        } else {
+            Err("a file is {\"object\"}, {\"fileRef\"} or {\"url\"}".into())
+        }
+    }
 }
 
 /// The prefix under which an owner's uploads live. A job may read only objects under its

@@ -36,11 +36,17 @@ impl WorkflowInput {
     }
 }
 
-/// Execution statuses as Step Functions names them.
-pub const EXECUTION_ABORTED: &str = "ABORTED";
-pub const EXECUTION_TIMED_OUT: &str = "TIMED_OUT";
-pub const EXECUTION_FAILED: &str = "FAILED";
-pub const EXECUTION_SUCCEEDED: &str = "SUCCEEDED";
+/// An execution's status as Step Functions names it (EventBridge's `detail.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+    PendingRedrive,
+}
 
 /// The `detail` of an EventBridge "Step Functions Execution Status Change" event, the part
 /// the tracker reads. The local orchestrator builds the same shape.
@@ -50,7 +56,7 @@ pub struct ExecutionStatusChange {
     pub execution_arn: String,
     /// The execution name: the job id.
     pub name: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -165,7 +165,7 @@ fn generate(rng: &mut StdRng, schema: &Value, depth: u32, noisy: bool) -> Value 
 
 #[test]
 fn subset_validator_agrees_with_jsonschema_on_the_builtin_schemas() {
-    let types = JobTypes::builtin();
+    let types = builtin_types();
     let mut rng = StdRng::seed_from_u64(0x10e9_4a01);
     for name in types.names() {
         let schema = &types.get(name).unwrap().input_schema;
@@ -193,4 +193,20 @@ fn subset_validator_agrees_with_jsonschema_on_the_builtin_schemas() {
             "{name}: {valid} valid, {invalid} invalid"
         );
     }
+}
+
+/// The built-in job types from their folders (`jobtypes/*/jobtype.json`), without their
+/// Rust input checks (those live in longhaul-steps).
+fn builtin_types() -> JobTypes {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobtypes");
+    let types = ["demo", "csv-report"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(root.join(name).join("jobtype.json")).unwrap();
+            let mut def = longhaul_jobs::JobTypeDef::parse(&text).unwrap();
+            def.input_check = None;
+            longhaul_jobs::JobType::from_def(name, &def, None).unwrap()
+        })
+        .collect();
+    JobTypes::new(types).unwrap()
 }

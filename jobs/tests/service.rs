@@ -59,7 +59,7 @@ fn service(
         store.clone(),
         Arc::new(MemoryBlobStore::new()),
         orch.clone(),
-        JobTypes::builtin(),
+        builtin_types(),
         config,
     );
     (Arc::new(svc), store, orch)
@@ -208,4 +208,20 @@ async fn cancel_wins_or_loses_cleanly_and_other_owners_see_not_found() {
 async fn memory_adapters_keep_the_port_contracts() {
     longhaul_jobs::contract::job_store_contract(Arc::new(MemoryJobStore::new())).await;
     longhaul_jobs::contract::blob_store_contract(Arc::new(MemoryBlobStore::new())).await;
+}
+
+/// The built-in job types from their folders (`jobtypes/*/jobtype.json`), without their
+/// Rust input checks (those live in longhaul-steps).
+fn builtin_types() -> JobTypes {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobtypes");
+    let types = ["demo", "csv-report"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(root.join(name).join("jobtype.json")).unwrap();
+            let mut def = longhaul_jobs::JobTypeDef::parse(&text).unwrap();
+            def.input_check = None;
+            longhaul_jobs::JobType::from_def(name, &def, None).unwrap()
+        })
+        .collect();
+    JobTypes::new(types).unwrap()
 }

@@ -1,10 +1,12 @@
-//! longhaul's AWS Lambda entry points. Each bin in `src/bin` is one function of
-//! template.yaml: `api` serves the same Router as `longhaul serve` (owner from the Cognito
-//! claims API Gateway puts in the request context), and one bin per workflow step calls its
-//! handler in `longhaul-workers`. This crate only wires: settings from the environment,
-//! clients built once per container, JSON logs.
+//! longhaul's AWS Lambda functions, all served by one bootstrap (one build, one link):
+//! `LONGHAUL_FUNCTION` names what a function is — `api` (lambda_http serving the same Router
+//! as `longhaul serve`, the owner from the Cognito claims API Gateway puts in the request
+//! context), a Rust step of the workflow by name (`register`, `csv-plan`, …; lambda_runtime
+//! calling the step in `longhaul-steps`), `track-status` (the EventBridge rule's target) or
+//! `progress` (the CloudWatch Logs subscription of the Python and Node steps). This crate
+//! only wires: settings from the environment, clients built once per container, JSON logs.
 
-use std::future::Future;
+use std::io::Read as _;
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -13,10 +15,12 @@ use longhaul_aws::{AwsSettings, Clients, DynamoJobStore, S3BlobStore, SfnOrchest
 use longhaul_jobs::ports::{BlobStore, JobStore};
 use longhaul_jobs::service::{JobService, ServiceConfig};
 use longhaul_jobs::types::JobTypes;
-use longhaul_workers::{WorkerContext, WorkerError, fetch::DownloadPolicy};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use longhaul_steps::{StepContext, StepError, StepRegistry, fetch::DownloadPolicy};
 use serde_json::Value;
+
+/// Every job type's jobtype.json, as `longhaul sam` wrote them (the functions have no
+/// folders to read).
+pub const JOB_TYPES_JSON: &str = include_str!("../../statemachine/job-types.json");
 
 /// A startup failure: logged, and Lambda reports the init error.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -87,7 +91,7 @@ pub fn api_state(
         store,
         blobs,
         orchestrator,
-        JobTypes::builtin(),
+        job_types(&StepRegistry::all())?,
         config,
     ));
     Ok(ApiState {
@@ -98,7 +102,6 @@ pub fn api_state(
 
 /// `main` of the `api` function.
 pub async fn run_api() -> Result<(), Error> {
-    init_tracing();
     let settings = AwsSettings::from_env(true).inspect_err(|e| tracing::error!(%e, "settings"))?;
     let config = service_config(|k| std::env::var(k).ok())
         .inspect_err(|e| tracing::error!(%e, "settings"))?;
@@ -107,13 +110,25 @@ pub async fn run_api() -> Result<(), Error> {
     lambda_http::run(router).await
 }
 
-/// A handler failure as Step Functions sees it: `errorType` is the handler's error name
-/// (what Retry and Catch match), `errorMessage` its cause.
-#[derive(Debug)]
-pub struct StepError(pub WorkerError);
+/// The job types, from [`JOB_TYPES_JSON`] with their Rust input checks.
+pub fn job_types(registry: &StepRegistry) -> Result<JobTypes, Error> {
+    let checks = registry
+        .input_check_names()
+        .filter_map(|n| registry.input_check(n).map(|c| (n.to_string(), c)))
+        .collect();
+    Ok(longhaul_catalog::job_types_from_json(
+        JOB_TYPES_JSON,
+        &checks,
+    )?)
+}
 
-impl From<StepError> for Diagnostic {
-    fn from(e: StepError) -> Diagnostic {
+/// A step failure as Step Functions sees it: `errorType` is the step's error name (what
+/// Retry and Catch match), `errorMessage` its cause.
+#[derive(Debug)]
+pub struct StepFailure(pub StepError);
+
+impl From<StepFailure> for Diagnostic {
+    fn from(e: StepFailure) -> Diagnostic {
         Diagnostic {
             error_type: e.0.error,
             error_message: e.0.cause,
@@ -123,8 +138,8 @@ impl From<StepError> for Diagnostic {
 
 /// The tracker receives the EventBridge event's `detail` (the rule's InputPath); a whole
 /// event is unwrapped too, so a rule without InputPath still works.
-pub fn step_input(handler: &str, payload: Value) -> Value {
-    if handler == "track-status"
+pub fn step_input(step: &str, payload: Value) -> Value {
+    if step == longhaul_steps::TRACK_STATUS
         && payload.get("detail-type").is_some()
         && let Some(detail) = payload.get("detail")
     {
@@ -133,59 +148,123 @@ pub fn step_input(handler: &str, payload: Value) -> Value {
     payload
 }
 
-/// `main` of a workflow step's function: decodes each invocation's input for `handler` and
-/// encodes its output. Each bin passes its one handler, so a bootstrap carries only the code
-/// of its step; only Register, which validates jobs started by schedules, gets the job types.
-pub async fn run_step<Req, Resp, F, Fut>(
-    name: &'static str,
+/// The context the steps run with on AWS.
+pub async fn step_context(
+    settings: &AwsSettings,
+    clients: &Clients,
     types: JobTypes,
-    handler: F,
-) -> Result<(), Error>
-where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
-    F: Fn(Arc<WorkerContext>, Req) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Resp, WorkerError>> + Send,
-{
-    init_tracing();
-    let settings = AwsSettings::from_env(false).inspect_err(|e| tracing::error!(%e, "settings"))?;
-    let clients = Clients::new(&settings).await;
-    let Adapters { store, blobs } = adapters(&settings, &clients);
-    let ctx = Arc::new(WorkerContext {
+) -> StepContext {
+    let Adapters { store, blobs } = adapters(settings, clients);
+    StepContext {
         store,
         blobs,
         types: Arc::new(types),
         downloads: DownloadPolicy::default(),
-    });
-    let handler = Arc::new(handler);
+    }
+}
+
+/// `main` of a step's function: each invocation's payload is the step's input.
+pub async fn run_step(name: String) -> Result<(), Error> {
+    let settings = AwsSettings::from_env(false).inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let clients = Clients::new(&settings).await;
+    let registry = Arc::new(StepRegistry::all());
+    if registry.get(&name).is_none() {
+        return Err(format!("LONGHAUL_FUNCTION: no step named {name:?} is compiled in").into());
+    }
+    // Only Register validates jobs (those started by schedules); the rest need no types.
+    let types = if name == longhaul_steps::REGISTER {
+        job_types(&registry)?
+    } else {
+        JobTypes::empty()
+    };
+    let ctx = Arc::new(step_context(&settings, &clients, types).await);
+    let name: &'static str = Box::leak(name.into_boxed_str());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (ctx, handler) = (ctx.clone(), handler.clone());
+        let (ctx, registry) = (ctx.clone(), registry.clone());
         async move {
-            let req: Req = serde_json::from_value(step_input(name, event.payload))
-                .map_err(|e| StepError(WorkerError::bad_input(name, e)))?;
-            let resp = handler(ctx, req).await.map_err(|e| {
-                tracing::warn!(handler = name, error = %e.error, "step failed");
-                StepError(e)
-            })?;
-            serde_json::to_value(resp)
-                .map_err(|e| StepError(WorkerError::new("Internal", e.to_string())))
+            registry
+                .run(&ctx, name, step_input(name, event.payload))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(step = name, error = %e.error, "step failed");
+                    StepFailure(e)
+                })
         }
     }))
     .await
 }
 
-/// Every Lambda function's bin: `api` is the HTTP API; the rest are workflow steps.
-pub const BINS: &[&str] = &[
-    "api",
-    "register",
-    "demo-step",
-    "csv-plan",
-    "csv-aggregate",
-    "csv-merge",
-    "complete",
-    "mark-failed",
-    "track-status",
-];
+/// The log lines a CloudWatch Logs subscription delivers (`awslogs.data`: base64 of gzip
+/// of JSON).
+pub fn log_messages(payload: &Value) -> Result<Vec<String>, String> {
+    use base64::Engine as _;
+    let data = payload
+        .pointer("/awslogs/data")
+        .and_then(Value::as_str)
+        .ok_or("not a CloudWatch Logs subscription event (no awslogs.data)")?;
+    let zipped = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("awslogs.data is not base64: {e}"))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(zipped.as_slice())
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("awslogs.data is not gzip: {e}"))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("awslogs.data: {e}"))?;
+    Ok(v.get("logEvents")
+        .and_then(Value::as_array)
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e.get("message").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Records every progress line in a batch of log events; returns how many.
+pub async fn record_progress(ctx: &StepContext, payload: &Value) -> Result<usize, StepError> {
+    let messages = log_messages(payload).map_err(|m| StepError::bad_input("progress", m))?;
+    let mut n = 0;
+    for m in messages {
+        if let Some(line) = longhaul_steps::progress::parse_progress(&m)
+            && let Some(job_id) = line.job_id.clone()
+        {
+            longhaul_steps::progress::record(ctx, &job_id, line).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// `main` of the `progress` function.
+pub async fn run_progress() -> Result<(), Error> {
+    let settings = AwsSettings::from_env(false).inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let clients = Clients::new(&settings).await;
+    let ctx = Arc::new(step_context(&settings, &clients, JobTypes::empty()).await);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let ctx = ctx.clone();
+        async move {
+            let n = record_progress(&ctx, &event.payload)
+                .await
+                .map_err(StepFailure)?;
+            Ok::<Value, StepFailure>(serde_json::json!({"recorded": n}))
+        }
+    }))
+    .await
+}
+
+/// The bootstrap's `main`: runs the function `LONGHAUL_FUNCTION` names.
+pub async fn run() -> Result<(), Error> {
+    init_tracing();
+    let function = std::env::var("LONGHAUL_FUNCTION").unwrap_or_default();
+    match function.as_str() {
+        "" => Err("LONGHAUL_FUNCTION is not set (api, progress, or a step name)".into()),
+        "api" => run_api().await,
+        "progress" => run_progress().await,
+        step => run_step(step.to_string()).await,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -193,8 +272,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn step_errors_keep_the_handler_error_name() {
-        let d: Diagnostic = StepError(WorkerError::new("JobCancelled", "cancelled")).into();
+    fn step_errors_keep_the_step_error_name() {
+        let d: Diagnostic = StepFailure(StepError::new("JobCancelled", "cancelled")).into();
         assert_eq!(d.error_type, "JobCancelled");
         assert_eq!(d.error_message, "cancelled");
     }

@@ -10,9 +10,9 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use longhaul_aws::moto::MotoServer;
 use longhaul_aws::{AwsSettings, Clients};
+use longhaul_catalog::Catalog;
 use longhaul_jobs::service::{JobService, ServiceConfig, StartJobRequest};
-use longhaul_jobs::types::JobTypes;
-use longhaul_workers::WorkerContext;
+use longhaul_steps::{StepContext, StepError, StepRegistry};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -26,13 +26,14 @@ struct Env {
 }
 
 impl Env {
-    /// The AWS adapters and a worker context over them, as the worker Lambdas build it.
-    fn workers(&self) -> (longhaul_lambda::Adapters, WorkerContext) {
+    /// The AWS adapters and a step context over them, as the step functions build it
+    /// (with the job types the bootstrap embeds).
+    fn steps(&self) -> (longhaul_lambda::Adapters, StepContext) {
         let a = longhaul_lambda::adapters(&self.settings, &self.clients);
-        let ctx = WorkerContext {
+        let ctx = StepContext {
             store: a.store.clone(),
             blobs: a.blobs.clone(),
-            types: Arc::new(JobTypes::builtin()),
+            types: Arc::new(longhaul_lambda::job_types(&StepRegistry::all()).unwrap()),
             downloads: Default::default(),
         };
         (a, ctx)
@@ -44,11 +45,10 @@ async fn env() -> Env {
     let clients = Clients::for_test_endpoint(&moto.url).await;
     longhaul_aws::moto::create_table_and_bucket(&clients, TABLE, BUCKET).await;
     let mut definition = std::fs::read_to_string(root().join("statemachine/job.asl.json")).unwrap();
-    for (var, handler) in longhaul_workers::FUNCTIONS {
-        definition = definition.replace(
-            &format!("${{{var}}}"),
-            &format!("arn:aws:lambda:us-east-1:123456789012:function:longhaul-{handler}"),
-        );
+    for (var, arn) in catalog()
+        .substitutions(|s| format!("arn:aws:lambda:us-east-1:123456789012:function:longhaul-{s}"))
+    {
+        definition = definition.replace(&format!("${{{var}}}"), &arn);
     }
     let arn = clients
         .sfn()
@@ -71,6 +71,19 @@ async fn env() -> Env {
         _moto: moto,
         clients,
     }
+}
+
+/// The built-in job types, as `longhaul serve` checks them.
+fn catalog() -> Catalog {
+    Catalog::new(
+        longhaul_catalog::builtin_folders(),
+        &StepRegistry::all().rust_code(),
+    )
+    .unwrap()
+}
+
+async fn dispatch(ctx: &StepContext, step: &str, input: Value) -> Result<Value, StepError> {
+    StepRegistry::all().run(ctx, step, input).await
 }
 
 fn root() -> std::path::PathBuf {
@@ -290,14 +303,17 @@ async fn the_api_function_runs_jobs_on_dynamodb_and_step_functions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_worker_functions_run_jobs_against_dynamodb_and_s3() {
     let env = env().await;
-    let (a, ctx) = env.workers();
-    let machine = longhaul_local::orchestrator::load_definition(
-        longhaul_local::orchestrator::DEFAULT_DEFINITION,
-    )
-    .unwrap();
-    let orchestrator = longhaul_local::orchestrator::EngineOrchestrator::with_workers(
-        Arc::new(longhaul_engine::MemoryExecutionStore::default()),
+    let (a, ctx) = env.steps();
+    let catalog = catalog();
+    let steps = Arc::new(longhaul_local::orchestrator::LocalSteps::new(
+        &catalog,
+        StepRegistry::all(),
         ctx.clone(),
+    ));
+    let machine = steps.load_definition(&catalog.workflow_text()).unwrap();
+    let orchestrator = longhaul_local::orchestrator::EngineOrchestrator::with_steps(
+        Arc::new(longhaul_engine::MemoryExecutionStore::default()),
+        steps,
         machine,
     )
     .await
@@ -307,7 +323,7 @@ async fn the_worker_functions_run_jobs_against_dynamodb_and_s3() {
         a.store.clone(),
         a.blobs.clone(),
         Arc::new(orchestrator),
-        JobTypes::builtin(),
+        catalog.job_types().clone(),
         ServiceConfig::default(),
     );
 
@@ -389,70 +405,63 @@ async fn wait_terminal(service: &JobService, owner: &str, id: &str) -> Value {
     panic!("job {id} did not finish in time");
 }
 
-/// Every Task resource of the workflow has a substitution, a function in template.yaml with
-/// its bin, and every function in the template has a bin in this crate.
+/// Every Task resource of the workflow has a substitution bound to a function of
+/// template.yaml; every Rust function is the one bootstrap with a `LONGHAUL_FUNCTION` the
+/// bootstrap knows; Python and Node functions run their step's handler from its folder.
 #[test]
-fn workflow_template_and_bins_agree() {
+fn workflow_template_and_bootstrap_agree() {
     let definition = std::fs::read_to_string(root().join("statemachine/job.asl.json")).unwrap();
     let vars: std::collections::BTreeSet<String> = definition
         .split("${")
         .skip(1)
         .map(|p| p.split('}').next().unwrap().to_string())
         .collect();
-    let known: std::collections::BTreeSet<String> = longhaul_workers::FUNCTIONS
-        .iter()
-        .map(|(v, _)| v.to_string())
+    let catalog = catalog();
+    let known: std::collections::BTreeSet<String> = catalog
+        .substitutions(|s| s.to_string())
+        .into_keys()
         .collect();
     assert_eq!(
         vars, known,
-        "job.asl.json's substitutions are the workers' FUNCTIONS"
+        "job.asl.json's substitutions are the catalog's"
     );
 
-    let bins_on_disk: std::collections::BTreeSet<String> =
-        std::fs::read_dir(root().join("lambda/src/bin"))
-            .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .trim_end_matches(".rs")
-                    .to_string()
-            })
-            .collect();
-    let bins: std::collections::BTreeSet<String> = longhaul_lambda::BINS
-        .iter()
-        .map(|b| b.to_string())
-        .collect();
-    assert_eq!(bins_on_disk, bins, "lambda/src/bin holds exactly BINS");
-    for (_, handler) in longhaul_workers::FUNCTIONS {
-        assert!(bins.contains(*handler), "no bin for {handler}");
-    }
-
+    let registry = StepRegistry::all();
     let t = template();
     let resources = t["Resources"].as_mapping().unwrap();
-    let mut function_bins = std::collections::BTreeMap::new();
+    let mut functions = std::collections::BTreeMap::new();
     for (name, r) in resources {
-        if r["Type"].as_str() == Some("AWS::Serverless::Function") {
-            let bin = r["Metadata"]["BuildProperties"]["Binary"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name:?} has no Metadata.BuildProperties.Binary"));
-            assert!(
-                bins.contains(bin),
-                "function {name:?} builds bin {bin:?}, which does not exist"
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let name = name.as_str().unwrap().to_string();
+        let runtime = r["Properties"]["Runtime"].as_str();
+        if runtime.is_none() {
+            // Globals: provided.al2023, the one bootstrap.
+            assert_eq!(
+                r["Metadata"]["BuildProperties"]["Binary"].as_str(),
+                Some("longhaul-lambda"),
+                "{name}"
             );
             assert_eq!(
                 r["Metadata"]["BuildMethod"].as_str(),
                 Some("rust-cargolambda")
             );
-            function_bins.insert(name.as_str().unwrap().to_string(), bin.to_string());
+            let f = r["Properties"]["Environment"]["Variables"]["LONGHAUL_FUNCTION"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} has no LONGHAUL_FUNCTION"));
+            assert!(
+                ["api", "progress"].contains(&f) || registry.get(f).is_some(),
+                "{name}: LONGHAUL_FUNCTION {f} is not compiled in"
+            );
+            functions.insert(name, f.to_string());
+        } else {
+            assert!(r["Properties"]["CodeUri"].as_str().is_some(), "{name}");
+            functions.insert(
+                name,
+                r["Properties"]["Handler"].as_str().unwrap().to_string(),
+            );
         }
-    }
-    let built: std::collections::BTreeSet<&String> = function_bins.values().collect();
-    for b in &bins {
-        assert!(
-            built.contains(b),
-            "bin {b} has no function in template.yaml"
-        );
     }
     let machine = resources
         .values()
@@ -461,20 +470,28 @@ fn workflow_template_and_bins_agree() {
     let subs = machine["Properties"]["DefinitionSubstitutions"]
         .as_mapping()
         .expect("DefinitionSubstitutions");
-    for (var, handler) in longhaul_workers::FUNCTIONS {
+    let expected: Vec<(String, String)> = longhaul_catalog::BASE_STEPS
+        .iter()
+        .map(|(v, step)| (v.to_string(), step.to_string()))
+        .chain(catalog.bindings().iter().map(|b| {
+            (
+                b.substitution.clone(),
+                b.def.handler.clone().unwrap_or_default(),
+            )
+        }))
+        .collect();
+    assert_eq!(subs.len(), expected.len());
+    for (var, step) in expected {
         let v = subs
-            .get(*var)
+            .get(var.as_str())
             .unwrap_or_else(|| panic!("no substitution for {var}"));
         // `!GetAtt Fn.Arn` parses as a tagged value; its text names the function.
         let text = format!("{v:?}");
-        let function = function_bins
+        let function = functions
             .iter()
             .find(|(name, _)| text.contains(&format!("{name}.Arn")))
             .unwrap_or_else(|| panic!("{var} is not the ARN of a function: {text}"));
-        assert_eq!(
-            function.1, handler,
-            "{var} must point at the {handler} function"
-        );
+        assert_eq!(function.1, &step, "{var} must point at the {step} function");
     }
 }
 
@@ -483,9 +500,8 @@ fn workflow_template_and_bins_agree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retried_steps_and_replayed_events_never_move_a_job_backwards() {
     use longhaul_jobs::job::{Job, JobStatus};
-    use longhaul_workers::dispatch;
     let env = env().await;
-    let (a, ctx) = env.workers();
+    let (a, ctx) = env.steps();
     let status = |id: String| {
         let store = a.store.clone();
         async move { store.get(&id).await.unwrap().unwrap().status }
@@ -520,7 +536,7 @@ async fn retried_steps_and_replayed_events_never_move_a_job_backwards() {
     dispatch(
         &ctx,
         "mark-failed",
-        json!({"jobId": id, "error": "Late", "cause": "late"}),
+        json!({"jobId": id, "failure": {"Error": "Late", "Cause": "late"}}),
     )
     .await
     .unwrap();

@@ -121,8 +121,10 @@ impl FsBlobStore {
     /// Files under `root`; links start with `base_url` (the server's public URL).
     pub fn open(root: &Path, signer: UrlSigner, base_url: &str) -> std::io::Result<FsBlobStore> {
         std::fs::create_dir_all(root.join(".tmp"))?;
+        // Absolute: steps in other processes get file:// URIs under it.
+        let root = root.canonicalize()?;
         Ok(FsBlobStore {
-            root: root.to_path_buf(),
+            root,
             signer,
             base_url: base_url.trim_end_matches('/').to_string(),
         })
@@ -223,6 +225,55 @@ impl FsBlobStore {
     }
 }
 
+/// Files under `root` whose keys start with `prefix`, in key order, at most `limit`
+/// (temp files of unfinished writes excluded).
+fn list_files(
+    root: &Path,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<(String, BlobMeta)>, BlobError> {
+    let start = root.join(prefix.rsplit_once('/').map_or("", |(d, _)| d));
+    let mut found = Vec::new();
+    let mut dirs = vec![start];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(e, "listing")),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(e, "listing"))?;
+            let path = entry.path();
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let key = rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            if key.starts_with(".tmp") {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| io_err(e, "stat"))?;
+            if meta.is_dir() {
+                if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) {
+                    dirs.push(path);
+                }
+            } else if meta.is_file() && key.starts_with(prefix) && validate_key(&key).is_ok() {
+                found.push((
+                    key,
+                    BlobMeta {
+                        size_bytes: meta.len(),
+                        content_type: None,
+                    },
+                ));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.truncate(limit);
+    Ok(found)
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), BlobError> {
@@ -290,6 +341,34 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(e, "deleting")),
         }
+    }
+
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<(String, BlobMeta)>, BlobError> {
+        // The directory the prefix's last complete segment names; keys under it are filtered
+        // by the whole prefix.
+        let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        if !dir_part.is_empty() {
+            validate_key(dir_part)?;
+        }
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || list_files(&root, &prefix, limit))
+            .await
+            .map_err(|e| BlobError::Other(e.to_string()))?
+    }
+
+    fn uri(&self, key: &str) -> String {
+        let path = self.root.join(key);
+        url::Url::from_file_path(&path)
+            .map(|u| {
+                // A prefix ("jobs/x/output/") keeps its trailing slash: it names a folder.
+                let mut s = u.to_string();
+                if key.ends_with('/') && !s.ends_with('/') {
+                    s.push('/');
+                }
+                s
+            })
+            .unwrap_or_else(|()| format!("file://{}", path.display()))
     }
 
     async fn presign_get(

@@ -7,6 +7,7 @@ mod blobs;
 pub mod console;
 mod jobs;
 pub mod orchestrator;
+pub mod runners;
 pub mod schedule;
 
 pub use blobs::{FsBlobStore, UrlSigner, files_router};

@@ -1,92 +1,185 @@
-//! The Orchestrator port on the embedded engine: `statemachine/job.asl.json` runs in
-//! `longhaul-engine`, its Task resources bound to the worker handlers in process, and a
-//! tracker that follows every execution that ends, as the EventBridge rule does on AWS.
+//! The Orchestrator port on the embedded engine: `statemachine/job.asl.json` (composed from
+//! the base and every job type folder) runs in `longhaul-engine`, its Task resources bound
+//! to the steps — Rust ones called in process, Python/Node/command ones run as subprocesses
+//! (`runners`) — and a tracker that follows every execution that ends, as the EventBridge
+//! rule does on AWS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::Utc;
+use longhaul_catalog::{BASE_STEPS, Catalog, StepBinding};
 use longhaul_engine::{
     Engine, EngineError, ExecutionDescription, ExecutionStatus, ExecutionStore, StateMachine,
     TaskContext, TaskFailure, TaskInvoker,
 };
+use longhaul_jobs::workflow::ExecutionStatus as JobExecutionStatus;
 use longhaul_jobs::{
     ExecutionEvent, ExecutionRef, ExecutionStatusChange, Job, Orchestrator, OrchestratorError,
-    WorkflowInput,
+    Progress, Runtime, WorkflowInput,
 };
-use longhaul_workers::{FUNCTIONS, WorkerContext};
+use longhaul_steps::{StepContext, StepRegistry};
 
-/// The workflow definition shipped in the binary.
-pub const DEFAULT_DEFINITION: &str = include_str!("../../statemachine/job.asl.json");
+use crate::runners;
 
 /// The state machine's name in the embedded engine.
 pub const STATE_MACHINE_NAME: &str = "longhaul-job";
 
-/// ARN prefix of the in-process "functions": `…:function:longhaul-<handler>`.
+/// ARN prefix of the in-process "functions": `…:function:longhaul-<AwsName>`.
 const FUNCTION_ARN_PREFIX: &str = "arn:aws:lambda:local:000000000000:function:longhaul-";
 
-/// The DefinitionSubstitutions that bind the workflow's Task resources to the handlers.
-pub fn local_substitutions() -> BTreeMap<String, String> {
-    FUNCTIONS
-        .iter()
-        .map(|(subst, handler)| (subst.to_string(), format!("{FUNCTION_ARN_PREFIX}{handler}")))
-        .collect()
-}
-
-/// Parses and validates a workflow definition with the local substitutions, and checks that
-/// every Task resource is bound to a handler.
-pub fn load_definition(definition_json: &str) -> Result<StateMachine, String> {
-    let machine = StateMachine::parse(definition_json, &local_substitutions())
-        .map_err(|e| format!("invalid workflow definition:\n{e}"))?;
-    for resource in machine.task_resources() {
-        if handler_for(&resource).is_none() {
+/// Every program the catalog's steps need on PATH is there; else the message names the step.
+pub fn check_interpreters(catalog: &Catalog) -> Result<(), String> {
+    for b in catalog.bindings() {
+        if let Some(program) = runners::interpreter(b.def.runtime)
+            && !runners::on_path(program)
+        {
             return Err(format!(
-                "invalid workflow definition: Task resource {resource:?} is not bound to a worker handler (known: {})",
-                FUNCTIONS
-                    .iter()
-                    .map(|(s, _)| format!("${{{s}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "job type {}: step {} ({}) needs {program} on PATH, and it is not there",
+                b.job_type, b.step, b.def.runtime
             ));
         }
     }
-    Ok(machine)
+    Ok(())
 }
 
-fn handler_for(resource: &str) -> Option<&'static str> {
-    let name = resource.strip_prefix(FUNCTION_ARN_PREFIX)?;
-    FUNCTIONS.iter().map(|(_, h)| *h).find(|h| *h == name)
+/// What a Task resource runs.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A step compiled into longhaul, by name.
+    Rust(String),
+    /// A Python, Node or command step of a job type folder.
+    External(StepBinding),
 }
 
-/// Binds Task resources to the worker handlers.
-pub struct WorkerInvoker {
-    ctx: WorkerContext,
+/// The steps of a catalog, bound to the workflow's Task resources: the engine's
+/// [`TaskInvoker`].
+pub struct LocalSteps {
+    registry: StepRegistry,
+    ctx: StepContext,
+    targets: HashMap<String, Target>,
+    substitutions: BTreeMap<String, String>,
 }
 
-impl WorkerInvoker {
-    pub fn new(ctx: WorkerContext) -> WorkerInvoker {
-        WorkerInvoker { ctx }
+impl LocalSteps {
+    pub fn new(catalog: &Catalog, registry: StepRegistry, ctx: StepContext) -> LocalSteps {
+        let mut targets = HashMap::new();
+        let mut substitutions = BTreeMap::new();
+        for (subst, step) in BASE_STEPS {
+            let arn = format!(
+                "{FUNCTION_ARN_PREFIX}{}",
+                subst.trim_end_matches("FunctionArn")
+            );
+            substitutions.insert(subst.to_string(), arn.clone());
+            targets.insert(arn, Target::Rust(step.to_string()));
+        }
+        for b in catalog.bindings() {
+            let arn = format!("{FUNCTION_ARN_PREFIX}{}", b.aws_name);
+            substitutions.insert(b.substitution.clone(), arn.clone());
+            let target = match (b.def.runtime, &b.def.handler) {
+                (Runtime::Rust, Some(h)) => Target::Rust(h.clone()),
+                _ => Target::External(b.clone()),
+            };
+            targets.insert(arn, target);
+        }
+        LocalSteps {
+            registry,
+            ctx,
+            targets,
+            substitutions,
+        }
+    }
+
+    /// The DefinitionSubstitutions that bind the workflow's Task resources to the steps.
+    pub fn substitutions(&self) -> &BTreeMap<String, String> {
+        &self.substitutions
+    }
+
+    /// Parses and validates a workflow definition with these substitutions, and checks that
+    /// every Task resource is bound to a step.
+    pub fn load_definition(&self, definition_json: &str) -> Result<StateMachine, String> {
+        let machine = StateMachine::parse(definition_json, &self.substitutions)
+            .map_err(|e| format!("invalid workflow definition:\n{e}"))?;
+        for resource in machine.task_resources() {
+            if !self.targets.contains_key(&resource) {
+                return Err(format!(
+                    "invalid workflow definition: Task resource {resource:?} is not bound to a step (known: {})",
+                    self.substitutions
+                        .keys()
+                        .map(|s| format!("${{{s}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        Ok(machine)
+    }
+
+    async fn run_external(
+        &self,
+        b: &StepBinding,
+        input: serde_json::Value,
+        ctx: &TaskContext,
+    ) -> Result<serde_json::Value, TaskFailure> {
+        let Some(dir) = &b.dir else {
+            return Err(TaskFailure::new(
+                "States.TaskFailed",
+                format!("step {} of {} has no folder to run in", b.step, b.job_type),
+            ));
+        };
+        let job_id = ctx.execution_name.clone();
+        let store = self.ctx.store.clone();
+        let env = [
+            (
+                "AWS_LAMBDA_FUNCTION_NAME",
+                format!("longhaul-{}", b.aws_name),
+            ),
+            ("LONGHAUL_REQUEST_ID", uuid::Uuid::new_v4().to_string()),
+        ];
+        let on_progress = move |p: longhaul_steps::progress::ProgressLine| {
+            let store = store.clone();
+            let job_id = job_id.clone();
+            // Progress is advice: a lost update is overwritten by the next one.
+            tokio::spawn(async move {
+                let progress = Progress {
+                    percent: p.percent,
+                    message: p.message,
+                };
+                if let Err(e) = store.set_progress(&job_id, &progress, Utc::now()).await {
+                    tracing::warn!(job_id, error = %e, "recording a step's progress");
+                }
+            });
+        };
+        runners::run(dir, &b.step, &b.def, &input, &env, on_progress)
+            .await
+            .map_err(|f| TaskFailure::new(&f.error, f.cause))
     }
 }
 
 #[async_trait]
-impl TaskInvoker for WorkerInvoker {
+impl TaskInvoker for LocalSteps {
     async fn invoke(
         &self,
         resource: &str,
         input: serde_json::Value,
         ctx: TaskContext,
     ) -> Result<serde_json::Value, TaskFailure> {
-        let Some(handler) = handler_for(resource) else {
+        let Some(target) = self.targets.get(resource) else {
             return Err(TaskFailure::new(
                 "Lambda.ResourceNotFoundException",
                 format!("no function {resource}"),
             ));
         };
-        tracing::debug!(handler, execution = %ctx.execution_name, state = %ctx.state_name, "task");
-        longhaul_workers::dispatch(&self.ctx, handler, input)
-            .await
-            .map_err(|e| TaskFailure::new(&e.error, e.cause))
+        tracing::debug!(resource, execution = %ctx.execution_name, state = %ctx.state_name, "task");
+        match target {
+            Target::Rust(name) => self
+                .registry
+                .run(&self.ctx, name, input)
+                .await
+                .map_err(|e| TaskFailure::new(&e.error, e.cause)),
+            Target::External(b) => self.run_external(b, input, &ctx).await,
+        }
     }
 }
 
@@ -120,19 +213,19 @@ impl EngineOrchestrator {
         &self.state_machine_arn
     }
 
-    /// Builds an engine over `store` with the workers bound, and the orchestrator on it.
-    pub async fn with_workers(
+    /// Builds an engine over `store` with the steps bound, and the orchestrator on it.
+    pub async fn with_steps(
         store: Arc<dyn ExecutionStore>,
-        ctx: WorkerContext,
+        steps: Arc<LocalSteps>,
         machine: StateMachine,
     ) -> Result<EngineOrchestrator, EngineError> {
-        let engine = Engine::new(store, Arc::new(WorkerInvoker::new(ctx)));
+        let engine = Engine::new(store, steps);
         EngineOrchestrator::new(engine, machine).await
     }
 
     /// Follows every execution that ends, as the EventBridge rule → tracker does on AWS.
     /// Runs until the engine is dropped.
-    pub fn spawn_tracker(&self, ctx: WorkerContext) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_tracker(&self, ctx: StepContext) -> tokio::task::JoinHandle<()> {
         let mut ends = self.engine.subscribe_ends();
         tokio::spawn(async move {
             loop {
@@ -148,7 +241,7 @@ impl EngineOrchestrator {
     }
 }
 
-async fn track(ctx: &WorkerContext, desc: &ExecutionDescription) {
+async fn track(ctx: &StepContext, desc: &ExecutionDescription) {
     if matches!(
         desc.status,
         ExecutionStatus::Running | ExecutionStatus::Succeeded
@@ -158,11 +251,17 @@ async fn track(ctx: &WorkerContext, desc: &ExecutionDescription) {
     let change = ExecutionStatusChange {
         execution_arn: desc.execution_arn.clone(),
         name: desc.name.clone(),
-        status: desc.status.as_str().to_string(),
+        status: match desc.status {
+            ExecutionStatus::Running => JobExecutionStatus::Running,
+            ExecutionStatus::Succeeded => JobExecutionStatus::Succeeded,
+            ExecutionStatus::Failed => JobExecutionStatus::Failed,
+            ExecutionStatus::TimedOut => JobExecutionStatus::TimedOut,
+            ExecutionStatus::Aborted => JobExecutionStatus::Aborted,
+        },
         error: desc.error.clone(),
         cause: desc.cause.clone(),
     };
-    if let Err(e) = longhaul_workers::track_status_change(ctx, change).await {
+    if let Err(e) = longhaul_steps::track_status_change(ctx, change).await {
         tracing::error!(execution = %desc.name, error = %e, "status-change tracker failed");
     }
 }

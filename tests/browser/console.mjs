@@ -51,9 +51,9 @@ await page.waitForSelector(".node.running, .node.done");
 await waitStatus("SUCCEEDED");
 assert.deepEqual(JSON.parse(await page.textContent("#result")).stepsCompleted, 2);
 const done = await page.$$eval(".node.done", (n) => n.map((x) => x.dataset.state));
-for (const s of ["Register", "Route", "DemoStep", "Complete"]) assert.ok(done.includes(s), `${s} drawn as done: ${done}`);
+for (const s of ["Register", "Route", "demo.Step", "Complete"]) assert.ok(done.includes(s), `${s} drawn as done: ${done}`);
 const notReached = await page.$$eval(".node:not(.done):not(.failed):not(.running)", (n) => n.map((x) => x.dataset.state));
-assert.ok(notReached.includes("CsvPlan"), "the other branch is drawn as not reached");
+assert.ok(notReached.includes("csv-report.Plan"), "the other branch is drawn as not reached");
 assert.ok((await page.textContent("table")).includes("ExecutionSucceeded"), "the history shows the end");
 await page.screenshot({ path: `${out}/console-job.png`, fullPage: true });
 

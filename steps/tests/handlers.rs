@@ -6,25 +6,37 @@ use std::sync::Arc;
 use chrono::Utc;
 use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
 use longhaul_jobs::{ExecutionStatusChange, Job, JobStatus, JobTypes};
-use longhaul_workers::{WorkerContext, dispatch};
+use longhaul_steps::{StepContext, StepError, StepRegistry};
 use serde_json::{Value, json};
 
-fn ctx() -> WorkerContext {
-    WorkerContext {
+/// The built-in job types, with the Rust input checks of this crate.
+fn builtin_types() -> JobTypes {
+    longhaul_steps::builtin_catalog()
+        .unwrap()
+        .job_types()
+        .clone()
+}
+
+fn ctx() -> StepContext {
+    StepContext {
         store: Arc::new(MemoryJobStore::new()),
         blobs: Arc::new(MemoryBlobStore::new()),
-        types: Arc::new(JobTypes::builtin()),
+        types: Arc::new(builtin_types()),
         downloads: Default::default(),
     }
 }
 
-async fn queued_job(ctx: &WorkerContext, input: Value) -> Job {
+async fn dispatch(ctx: &StepContext, step: &str, input: Value) -> Result<Value, StepError> {
+    StepRegistry::all().run(ctx, step, input).await
+}
+
+async fn queued_job(ctx: &StepContext, input: Value) -> Job {
     let job = Job::new("alice", "demo", input, Utc::now());
     ctx.store.create(&job).await.unwrap();
     job
 }
 
-async fn status(ctx: &WorkerContext, id: &str) -> JobStatus {
+async fn status(ctx: &StepContext, id: &str) -> JobStatus {
     ctx.store.get(id).await.unwrap().unwrap().status
 }
 
@@ -137,7 +149,7 @@ async fn demo_steps_report_progress_finish_and_fail_where_asked() {
     dispatch(
         &ctx,
         "mark-failed",
-        json!({"jobId": job.job_id, "error": err.error, "cause": err.cause}),
+        json!({"jobId": job.job_id, "failure": {"Error": err.error, "Cause": err.cause}}),
     )
     .await
     .unwrap();
@@ -193,7 +205,7 @@ async fn the_tracker_follows_ended_executions_and_ignores_late_events() {
     let change = |name: &str, status: &str| ExecutionStatusChange {
         execution_arn: format!("arn:x:{name}"),
         name: name.to_string(),
-        status: status.to_string(),
+        status: serde_json::from_value(json!(status)).unwrap(),
         error: Some("States.Timeout".into()),
         cause: None,
     };
@@ -208,7 +220,7 @@ async fn the_tracker_follows_ended_executions_and_ignores_late_events() {
         )
         .await
         .unwrap();
-    longhaul_workers::track_status_change(&ctx, change(&a.job_id, "ABORTED"))
+    longhaul_steps::track_status_change(&ctx, change(&a.job_id, "ABORTED"))
         .await
         .unwrap();
     assert_eq!(status(&ctx, &a.job_id).await, JobStatus::Cancelled);
@@ -223,22 +235,22 @@ async fn the_tracker_follows_ended_executions_and_ignores_late_events() {
         )
         .await
         .unwrap();
-    longhaul_workers::track_status_change(&ctx, change(&b.job_id, "TIMED_OUT"))
+    longhaul_steps::track_status_change(&ctx, change(&b.job_id, "TIMED_OUT"))
         .await
         .unwrap();
-    longhaul_workers::track_status_change(&ctx, change(&b.job_id, "FAILED"))
+    longhaul_steps::track_status_change(&ctx, change(&b.job_id, "FAILED"))
         .await
         .unwrap();
     assert_eq!(status(&ctx, &b.job_id).await, JobStatus::TimedOut);
     // A timeout of a job still QUEUED fails it (TIMED_OUT is only legal from RUNNING).
     let c = queued_job(&ctx, json!({"steps": 1})).await;
-    longhaul_workers::track_status_change(&ctx, change(&c.job_id, "TIMED_OUT"))
+    longhaul_steps::track_status_change(&ctx, change(&c.job_id, "TIMED_OUT"))
         .await
         .unwrap();
     assert_eq!(status(&ctx, &c.job_id).await, JobStatus::Failed);
     // SUCCEEDED events change nothing.
     let d = queued_job(&ctx, json!({"steps": 1})).await;
-    longhaul_workers::track_status_change(&ctx, change(&d.job_id, "SUCCEEDED"))
+    longhaul_steps::track_status_change(&ctx, change(&d.job_id, "SUCCEEDED"))
         .await
         .unwrap();
     assert_eq!(status(&ctx, &d.job_id).await, JobStatus::Queued);
@@ -249,7 +261,7 @@ async fn unknown_handlers_and_bad_input_are_task_errors() {
     let ctx = ctx();
     assert_eq!(
         dispatch(&ctx, "nope", json!({})).await.unwrap_err().error,
-        "UnknownHandler"
+        "UnknownStep"
     );
     assert_eq!(
         dispatch(&ctx, "complete", json!({"x": 1}))

@@ -1,62 +1,101 @@
-//! The csv-report steps: Plan (cut the file into record-aligned ranges), Aggregate (one
+//! csv-report's Rust steps: Plan (cut the file into record-aligned ranges), Aggregate (one
 //! range → a partial, written back to the blob store: only its key travels through the
-//! workflow), Merge (partials → result, report.csv, report.png).
+//! workflow), Merge (partials → result, report.csv, report.png); and its input check (the
+//! rules of `longhaul-report`'s spec, the upload's header holds the columns named). The
+//! computation itself is `longhaul-report`. Compiled into longhaul-steps (see its build.rs).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use longhaul_jobs::{JobFile, Progress};
+use longhaul_jobs::{InputCheck, JobFile, Progress};
 use longhaul_report::{Chunk, Partial, Planner, ReportError, ReportSpec};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::{StepOutput, WorkerContext, WorkerError};
+use crate::base::output_prefix;
+use crate::{StepContext, StepError, StepOutput, StepRegistry};
+
+pub fn register(steps: &mut StepRegistry) {
+    steps.add("csv-plan", step_fn!("csv-plan", plan));
+    steps.add("csv-aggregate", step_fn!("csv-aggregate", aggregate));
+    steps.add("csv-merge", step_fn!("csv-merge", merge));
+    steps.add_input_check("csv-report", Arc::new(ReportInput));
+}
+
+/// The csv-report input rules a schema cannot say.
+struct ReportInput;
+
+impl InputCheck for ReportInput {
+    fn normalize(&self, input: &mut Map<String, Value>) -> Result<(), String> {
+        let spec: ReportSpec = serde_json::from_value(Value::Object(input.clone()))
+            .map_err(|e| format!("input: {e}"))?;
+        spec.validate()
+    }
+
+    fn check_file_head(&self, input: &Value, _field: &str, head: &[u8]) -> Result<(), String> {
+        let spec = spec_of(input).map_err(|e| e.cause)?;
+        let delimiter = spec.delimiter_byte()?;
+        // A header that does not parse here is reported by Plan, with its line.
+        if let Ok(Some(header)) = longhaul_report::read_header(head, delimiter) {
+            longhaul_report::check_columns(&spec, &header).map_err(|e| format!("input: {e}"))?;
+        }
+        Ok(())
+    }
+}
 
 /// At most this many ranges, whatever chunkBytes asks: the plan travels through the
 /// workflow, whose payloads are limited (256 KB on Step Functions).
 pub const MAX_CHUNKS: u64 = 1000;
 const READ_BYTES: u64 = 8 << 20;
 
-fn spec_of(v: &Value) -> Result<ReportSpec, WorkerError> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| WorkerError::new("InvalidJobInput", format!("input: {e}")))
+/// The spec from a job's input. Register gives the file as `{"object", "uri"}`; the spec
+/// reads the object.
+fn spec_of(v: &Value) -> Result<ReportSpec, StepError> {
+    let mut v = v.clone();
+    if let Some(source) = v.get_mut("source").and_then(Value::as_object_mut) {
+        source.remove("uri");
+    }
+    serde_json::from_value(v)
+        .map_err(|e| StepError::new("InvalidJobInput", format!("input: {e}")))
 }
 
-fn object_of(spec: &ReportSpec) -> Result<String, WorkerError> {
+fn object_of(spec: &ReportSpec) -> Result<String, StepError> {
     match &spec.source {
         longhaul_report::Source::Object { object } => Ok(object.clone()),
-        _ => Err(WorkerError::new(
+        _ => Err(StepError::new(
             "InvalidTaskInput",
             "the source was not fetched into the blob store (Register does that)",
         )),
     }
 }
 
-fn report_err(e: ReportError) -> WorkerError {
+fn report_err(e: ReportError) -> StepError {
     let name = match e {
         ReportError::UnknownColumn { .. } => "UnknownColumn",
         ReportError::NoHeader | ReportError::BadHeader(_) | ReportError::Csv(_) => "InvalidCsv",
         ReportError::Spec(_) => "InvalidJobInput",
     };
-    WorkerError::new(name, e.to_string())
+    StepError::new(name, e.to_string())
 }
 
-fn blob_err(e: longhaul_jobs::BlobError) -> WorkerError {
-    WorkerError::new("StoreUnavailable", e.to_string())
+fn blob_err(e: longhaul_jobs::BlobError) -> StepError {
+    StepError::new("StoreUnavailable", e.to_string())
 }
 
 async fn progress(
-    ctx: &WorkerContext,
+    ctx: &StepContext,
     job_id: &str,
     percent: u8,
     message: String,
-) -> Result<(), WorkerError> {
+) -> Result<(), StepError> {
     let ok = ctx
         .store
         .set_progress(job_id, &Progress { percent, message }, Utc::now())
         .await
-        .map_err(|e| WorkerError::new("StoreUnavailable", e.to_string()))?;
+        .map_err(|e| StepError::new("StoreUnavailable", e.to_string()))?;
     if !ok {
-        return Err(WorkerError::new(
+        return Err(StepError::new(
             "JobNotRunning",
             format!("job {job_id} is no longer running"),
         ));
@@ -82,7 +121,7 @@ pub struct PlanOutput {
 }
 
 /// Plan: one pass over the file, cutting at record boundaries.
-pub async fn plan(ctx: &WorkerContext, req: PlanRequest) -> Result<PlanOutput, WorkerError> {
+pub async fn plan(ctx: &StepContext, req: PlanRequest) -> Result<PlanOutput, StepError> {
     let spec = spec_of(&req.input)?;
     let object = object_of(&spec)?;
     let size = ctx
@@ -91,13 +130,13 @@ pub async fn plan(ctx: &WorkerContext, req: PlanRequest) -> Result<PlanOutput, W
         .await
         .map_err(blob_err)?
         .ok_or_else(|| {
-            WorkerError::new("InputNotFound", format!("the input file {object} is gone"))
+            StepError::new("InputNotFound", format!("the input file {object} is gone"))
         })?
         .size_bytes;
     let chunk_bytes = spec.chunk_bytes().max(size.div_ceil(MAX_CHUNKS));
     let delimiter = spec
         .delimiter_byte()
-        .map_err(|m| WorkerError::new("InvalidJobInput", m))?;
+        .map_err(|m| StepError::new("InvalidJobInput", m))?;
     let mut planner = Planner::new(delimiter, chunk_bytes);
     let mut at = 0;
     while at < size {
@@ -109,7 +148,7 @@ pub async fn plan(ctx: &WorkerContext, req: PlanRequest) -> Result<PlanOutput, W
             .map_err(blob_err)?;
         planner = tokio::task::spawn_blocking(move || planner.feed(&bytes).map(|()| planner))
             .await
-            .map_err(|e| WorkerError::new("Internal", e.to_string()))?
+            .map_err(|e| StepError::new("Internal", e.to_string()))?
             .map_err(report_err)?;
         at = end;
     }
@@ -151,12 +190,12 @@ pub struct AggregateOutput {
 
 /// Aggregate: one range → a partial in the blob store.
 pub async fn aggregate(
-    ctx: &WorkerContext,
+    ctx: &StepContext,
     req: AggregateRequest,
-) -> Result<AggregateOutput, WorkerError> {
+) -> Result<AggregateOutput, StepError> {
     let spec = spec_of(&req.spec)?;
     if req.chunk.start > req.chunk.end {
-        return Err(WorkerError::new(
+        return Err(StepError::new(
             "InvalidTaskInput",
             "chunk start is after its end",
         ));
@@ -172,11 +211,11 @@ pub async fn aggregate(
         longhaul_report::aggregate(&spec, &header, &bytes, first_line)
     })
     .await
-    .map_err(|e| WorkerError::new("Internal", e.to_string()))?
+    .map_err(|e| StepError::new("Internal", e.to_string()))?
     .map_err(report_err)?;
     let key = format!("jobs/{}/partials/{:05}.json", req.job_id, req.index);
     let body =
-        serde_json::to_vec(&partial).map_err(|e| WorkerError::new("Internal", e.to_string()))?;
+        serde_json::to_vec(&partial).map_err(|e| StepError::new("Internal", e.to_string()))?;
     ctx.blobs
         .put(&key, Bytes::from(body), "application/json")
         .await
@@ -202,13 +241,13 @@ pub struct MergeRequest {
 }
 
 /// Merge: partials → the result, report.csv and report.png.
-pub async fn merge(ctx: &WorkerContext, req: MergeRequest) -> Result<StepOutput, WorkerError> {
+pub async fn merge(ctx: &StepContext, req: MergeRequest) -> Result<StepOutput, StepError> {
     let spec = spec_of(&req.spec)?;
     let mut partials: Vec<Partial> = Vec::with_capacity(req.partials.len());
     let prefix = format!("jobs/{}/partials/", req.job_id);
     for p in &req.partials {
         if !p.partial.starts_with(&prefix) {
-            return Err(WorkerError::new(
+            return Err(StepError::new(
                 "InvalidTaskInput",
                 "a partial of another job",
             ));
@@ -216,7 +255,7 @@ pub async fn merge(ctx: &WorkerContext, req: MergeRequest) -> Result<StepOutput,
         let bytes = ctx.blobs.get(&p.partial, None).await.map_err(blob_err)?;
         partials.push(
             serde_json::from_slice(&bytes)
-                .map_err(|e| WorkerError::new("Internal", format!("corrupt partial: {e}")))?,
+                .map_err(|e| StepError::new("Internal", format!("corrupt partial: {e}")))?,
         );
     }
     progress(
@@ -239,10 +278,10 @@ pub async fn merge(ctx: &WorkerContext, req: MergeRequest) -> Result<StepOutput,
         })
     })
     .await
-    .map_err(|e| WorkerError::new("Internal", e.to_string()))?
+    .map_err(|e| StepError::new("Internal", e.to_string()))?
     .map_err(report_err)?;
-    let csv_key = format!("jobs/{}/report.csv", req.job_id);
-    let png_key = format!("jobs/{}/report.png", req.job_id);
+    let csv_key = format!("{}report.csv", output_prefix(&req.job_id));
+    let png_key = format!("{}report.png", output_prefix(&req.job_id));
     let (csv_len, png_len) = (report.csv.len() as u64, png.len() as u64);
     ctx.blobs
         .put(&csv_key, Bytes::from(report.csv), "text/csv")
@@ -262,13 +301,15 @@ pub async fn merge(ctx: &WorkerContext, req: MergeRequest) -> Result<StepOutput,
                 mime_type: "text/csv".into(),
                 size_bytes: csv_len,
                 object: csv_key,
-            },
+            }
+            .into(),
             JobFile {
                 name: "report.png".into(),
                 mime_type: "image/png".into(),
                 size_bytes: png_len,
                 object: png_key,
-            },
+            }
+            .into(),
         ],
     })
 }
