@@ -41,7 +41,9 @@ fn runtime(cause: impl Into<String>) -> Failure {
 
 fn from_apply(e: ApplyError, field: &str) -> Failure {
     match e {
-        ApplyError::Path(m) => Failure::new("States.ParameterPathFailure", format!("{field}: {m}")),
+        // AWS raises States.Runtime (not States.ParameterPathFailure) for a path that
+        // matches nothing, in every state type.
+        ApplyError::Path(m) => Failure::new("States.Runtime", format!("{field}: {m}")),
         ApplyError::Intrinsic(m) => {
             Failure::new("States.IntrinsicFailure", format!("{field}: {m}"))
         }
@@ -295,6 +297,14 @@ impl Run {
         let effective = match &state.input_path {
             None => Value::Object(Map::new()),
             Some(p) if p.is_root() => raw.clone(),
+            Some(p) if p.root == Root::Context => p
+                .select(&self.context(&state.name, entered, 0, item))
+                .ok_or_else(|| {
+                    runtime(format!(
+                        "Invalid path '{p}': the InputPath of state '{}' matched nothing",
+                        state.name
+                    ))
+                })?,
             Some(p) => p.select(raw).ok_or_else(|| {
                 runtime(format!(
                     "Invalid path '{p}': the InputPath of state '{}' matched nothing",
@@ -312,14 +322,25 @@ impl Run {
                         .map_err(|e| from_apply(e, "Parameters"))?,
                     (None, None) => effective,
                 };
-                self.finish_state(state, raw, r, None)
+                self.finish_state(state, raw, r, &|| ctx_for(0))
             }
-            Kind::Succeed => Ok(Step::End(self.output_path(state, effective)?)),
+            Kind::Succeed => Ok(Step::End(
+                self.output_path(state, effective, &|| ctx_for(0))?,
+            )),
             Kind::Fail { error, cause } => {
                 let get = |s: &Option<StrSource>, what: &str| -> Result<Option<String>, Failure> {
                     match s {
                         None => Ok(None),
                         Some(StrSource::Fixed(x)) => Ok(Some(x.clone())),
+                        Some(StrSource::Call(c)) => {
+                            match crate::intrinsics::eval(c, raw, &ctx_for(0)) {
+                                Ok(Value::String(x)) => Ok(Some(x)),
+                                Ok(other) => {
+                                    Err(runtime(format!("{what} returned {other}, not a string")))
+                                }
+                                Err(m) => Err(Failure::new("States.IntrinsicFailure", m)),
+                            }
+                        }
                         Some(StrSource::Path(p)) => match self.select(p, raw, &ctx_for(0)) {
                             Some(Value::String(x)) => Ok(Some(x)),
                             Some(other) => {
@@ -338,12 +359,15 @@ impl Run {
                     if choice::eval(rule, &effective).map_err(runtime)? {
                         return Ok(Step::Next(
                             next.clone(),
-                            self.output_path(state, effective)?,
+                            self.output_path(state, effective, &|| ctx_for(0))?,
                         ));
                     }
                 }
                 match default {
-                    Some(d) => Ok(Step::Next(d.clone(), self.output_path(state, effective)?)),
+                    Some(d) => Ok(Step::Next(
+                        d.clone(),
+                        self.output_path(state, effective, &|| ctx_for(0))?,
+                    )),
                     None => Err(Failure::new(
                         "States.NoChoiceMatched",
                         format!(
@@ -388,6 +412,13 @@ impl Run {
                         },
                     },
                 };
+                // AWS's limit on a Wait: 2^31 seconds from now.
+                if until - Utc::now() > chrono::Duration::seconds(i64::from(i32::MAX)) {
+                    return Err(runtime(format!(
+                        "the Wait state '{}' would wait until {until}: the delay is too long (at most 2^31 s)",
+                        state.name
+                    )));
+                }
                 if top && !resumed && until > Utc::now() {
                     // Checkpoint the wake-up time: a restart resumes the same Wait, not a new
                     // one. A Wait that does not sleep needs none (it acts on nothing).
@@ -402,7 +433,7 @@ impl Run {
                 if !left.is_zero() {
                     tokio::time::sleep(left).await;
                 }
-                self.next_or_end(state, self.output_path(state, effective)?)
+                self.next_or_end(state, self.output_path(state, effective, &|| ctx_for(0))?)
             }
             Kind::Task { .. } | Kind::Parallel { .. } | Kind::Map(_) => {
                 let mut attempts: Vec<u32> = vec![0; state.retry.len()];
@@ -425,7 +456,7 @@ impl Run {
                                     .map_err(|e| from_apply(e, "ResultSelector"))?,
                                 None => r,
                             };
-                            return self.finish_state(state, raw, r, None);
+                            return self.finish_state(state, raw, r, &|| ctx_for(0));
                         }
                         Err(f) => {
                             let Some((i, r)) = state
@@ -458,11 +489,17 @@ impl Run {
         }
     }
 
-    fn output_path(&self, state: &State, v: Value) -> Result<Value, Failure> {
+    /// OutputPath; `ctx` builds the context object, for a `$$` path.
+    fn output_path(
+        &self,
+        state: &State,
+        v: Value,
+        ctx: &dyn Fn() -> Value,
+    ) -> Result<Value, Failure> {
         match &state.output_path {
             None => Ok(Value::Object(Map::new())),
             Some(p) if p.is_root() => Ok(v),
-            Some(p) => p.select(&v).ok_or_else(|| {
+            Some(p) => self.select(p, &v, &ctx()).ok_or_else(|| {
                 runtime(format!(
                     "Invalid path '{p}': the OutputPath of state '{}' matched nothing",
                     state.name
@@ -484,8 +521,17 @@ impl Run {
         state: &State,
         raw: &Value,
         result: Value,
-        _: Option<()>,
+        ctx: &dyn Fn() -> Value,
     ) -> Result<Step, Failure> {
+        if !within_bytes(&result, MAX_PAYLOAD_BYTES) {
+            return Err(Failure::new(
+                "States.DataLimitExceeded",
+                format!(
+                    "the state '{}' returned a result larger than {MAX_PAYLOAD_BYTES} bytes",
+                    state.name
+                ),
+            ));
+        }
         let combined = match &state.result_path {
             None => raw.clone(),
             Some(p) if p.is_root() => result,
@@ -493,7 +539,7 @@ impl Run {
                 .insert(raw.clone(), result)
                 .map_err(|m| Failure::new("States.ResultPathMatchFailure", m))?,
         };
-        let out = self.output_path(state, combined)?;
+        let out = self.output_path(state, combined, ctx)?;
         self.next_or_end(state, out)
     }
 
@@ -920,8 +966,17 @@ pub(crate) fn no_details() -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string("{}".into()).unwrap_or_else(|_| unreachable!())
 }
 
+/// Largest state result or output AWS allows (256 KiB): more is States.DataLimitExceeded.
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
 /// `v` serialises within [`HISTORY_DETAIL_BYTES`].
 fn fits(v: &Value) -> bool {
+    within_bytes(v, HISTORY_DETAIL_BYTES)
+}
+
+/// `v` serialises within about `limit` bytes (strings counted unescaped, numbers as 8).
+/// Stops walking once over: a big value costs no more than `limit`.
+pub(crate) fn within_bytes(v: &Value, limit: usize) -> bool {
     fn size(v: &Value, budget: usize) -> usize {
         match v {
             Value::Null | Value::Bool(_) => 5,
@@ -949,7 +1004,7 @@ fn fits(v: &Value) -> bool {
             }
         }
     }
-    size(v, HISTORY_DETAIL_BYTES) <= HISTORY_DETAIL_BYTES
+    size(v, limit) <= limit
 }
 
 /// The first [`HISTORY_DETAIL_BYTES`] of `v`'s JSON text.

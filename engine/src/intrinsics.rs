@@ -308,6 +308,37 @@ fn count_placeholders(t: &str) -> usize {
     n
 }
 
+/// How `States.Format` renders an object or array argument: as AWS does (Java's
+/// `toString` of maps and lists): `{a=1, b=[x, y]}`, strings unquoted.
+fn render_java(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render_java(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(k);
+                out.push('=');
+                render_java(x, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 fn fail<T>(call: &Call, m: impl std::fmt::Display) -> Result<T, String> {
     Err(format!("{:?}: {m}", call.func))
 }
@@ -367,13 +398,7 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                     };
                     match v {
                         Value::String(s) => out.push_str(s),
-                        Value::Object(_) | Value::Array(_) => {
-                            return fail(
-                                call,
-                                "arguments must be strings, numbers, booleans or null",
-                            );
-                        }
-                        other => out.push_str(&other.to_string()),
+                        other => render_java(other, &mut out),
                     }
                     next += 1;
                     i += 2;
@@ -390,6 +415,10 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
         }
         Func::StringToJson => {
             let s = string(&args[0], "the argument")?;
+            // AWS gives null for an empty or blank string.
+            if s.trim().is_empty() {
+                return Ok(Value::Null);
+            }
             serde_json::from_str(&s).or_else(|e| fail(call, format!("not JSON: {e}")))
         }
         Func::JsonToString => Ok(Value::String(args[0].to_string())),
@@ -539,9 +568,20 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             Ok(json!(n))
         }
         Func::MathAdd => {
+            // AWS accepts decimals and rounds each argument half up (1.5 -> 2, -1.5 -> -1)
+            // before adding.
+            let round = |v: &Value, what: &str| -> Result<i64, String> {
+                match v.as_i64() {
+                    Some(n) => Ok(n),
+                    None => match v.as_f64() {
+                        Some(f) if f.is_finite() && f.abs() < 9e15 => Ok((f + 0.5).floor() as i64),
+                        _ => Err(format!("{:?}: {what} must be a number, got {v}", call.func)),
+                    },
+                }
+            };
             let (a, b) = (
-                int(&args[0], "the first number")?,
-                int(&args[1], "the second number")?,
+                round(&args[0], "the first number")?,
+                round(&args[1], "the second number")?,
             );
             a.checked_add(b)
                 .map(|n| json!(n))

@@ -639,8 +639,9 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         }
         End::Done(Err(f)) => {
             done.status = ExecutionStatus::Failed;
-            done.error = Some(f.error.clone());
-            done.cause = Some(f.cause.clone());
+            // A Fail state without Error (or Cause) ends the execution with none, as on AWS.
+            done.error = (!f.error.is_empty()).then(|| f.error.clone());
+            done.cause = (!f.cause.is_empty()).then(|| f.cause.clone());
             (
                 "ExecutionFailed",
                 exec::details(&[

@@ -122,6 +122,8 @@ pub(crate) enum Seconds {
 pub(crate) enum StrSource {
     Fixed(String),
     Path(Path),
+    /// An intrinsic function call (AWS accepts them in ErrorPath and CausePath).
+    Call(crate::intrinsics::Call),
 }
 
 #[derive(Debug)]
@@ -1023,6 +1025,15 @@ fn parse_state(name: &str, v: &Value, cx: &mut Ctx, depth: usize) -> Option<Stat
                     (Some(_), None) => {
                         cx.err(Some(name), field, "must be a string");
                         None
+                    }
+                    (None, Some(Value::String(p))) if crate::intrinsics::looks_like_call(p) => {
+                        match crate::intrinsics::parse(p) {
+                            Ok(c) => Some(StrSource::Call(c)),
+                            Err(e) => {
+                                cx.err(Some(name), path_field_name, e);
+                                None
+                            }
+                        }
                     }
                     (None, Some(Value::String(p))) => match Path::parse(p) {
                         Ok(p) => Some(StrSource::Path(p)),

@@ -4,7 +4,7 @@
 //!
 //! Case shape: `{name, doc, definition, input, substitutions?, expect, expectHistory?}` with
 //! `expect` one of `{"output": ...}`, `{"status": "FAILED"|"TIMED_OUT", "error"?, "cause"?,
-//! "causeContains"?}`, `{"validationError": {"state"?, "field"?}}` (substring matches).
+//! "causeContains"?, "errorIsNull"?, "causeIsNull"?}`, `{"validationError": {"state"?, "field"?}}` (substring matches).
 //!
 //! Test resources every case may use (also as lambda:invoke FunctionName):
 //! - `arn:aws:lambda:us-east-1:123456789012:function:Echo` returns its input;
@@ -204,6 +204,12 @@ async fn run_case(case: &Value, store: Arc<dyn ExecutionStore>) -> Result<(), St
             && done.cause.as_deref() != Some(c)
         {
             return Err(format!("cause {:?} != expected {c:?}", done.cause));
+        }
+        if expect["errorIsNull"] == json!(true) && done.error.is_some() {
+            return Err(format!("expected no error, got {:?}", done.error));
+        }
+        if expect["causeIsNull"] == json!(true) && done.cause.is_some() {
+            return Err(format!("expected no cause, got {:?}", done.cause));
         }
         if let Some(c) = expect["causeContains"].as_str()
             && !done.cause.as_deref().unwrap_or("").contains(c)
