@@ -5,7 +5,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::path::{Path, Root};
+use crate::path::Path;
+use crate::vars::Vars;
 
 /// Largest array an intrinsic may build (AWS limits ArrayRange to 1,000 items).
 const MAX_ARRAY: usize = 1000;
@@ -343,17 +344,15 @@ fn fail<T>(call: &Call, m: impl std::fmt::Display) -> Result<T, String> {
     Err(format!("{:?}: {m}", call.func))
 }
 
-pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
+pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<Value, String> {
     let mut args = Vec::with_capacity(call.args.len());
     for a in &call.args {
         args.push(match a {
             Arg::Literal(v) => v.clone(),
-            Arg::Path(p) => {
-                let doc = if p.root == Root::Context { ctx } else { data };
-                p.select(doc)
-                    .ok_or_else(|| format!("{:?}: the path {p} matched nothing", call.func))?
-            }
-            Arg::Call(c) => eval(c, data, ctx)?,
+            Arg::Path(p) => p
+                .resolve(data, ctx, vars)
+                .ok_or_else(|| format!("{:?}: the path {p} matched nothing", call.func))?,
+            Arg::Call(c) => eval(c, data, ctx, vars)?,
         });
     }
     let int = |v: &Value, what: &str| -> Result<i64, String> {
@@ -609,7 +608,7 @@ mod tests {
     use super::*;
 
     fn run(expr: &str, data: Value) -> Result<Value, String> {
-        eval(&parse(expr)?, &data, &json!({}))
+        eval(&parse(expr)?, &data, &json!({}), &Vars::default())
     }
 
     #[test]

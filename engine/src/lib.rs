@@ -43,12 +43,15 @@
 mod choice;
 pub mod cli;
 mod exec;
+mod history;
 mod intrinsics;
+mod jsonata;
 mod model;
 mod path;
 pub mod sqlite;
 mod store;
 mod template;
+mod vars;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,7 +68,8 @@ pub use store::{
     Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
 };
 
-use exec::{Events, Failure, Field, Run};
+use exec::{Events, Failure, Run};
+use history::Field;
 
 /// Calls Task resources: resource string in, JSON out, or an error with name and cause.
 #[async_trait]
@@ -176,7 +180,7 @@ impl From<&ExecutionRecord> for ExecutionDescription {
 /// One event of an execution's history, with AWS's event type names.
 ///
 /// `details` is kept as JSON text: it is written once, from references to the engine's
-/// values (see `exec::details`), and stored and served as it is. Building it as a `Value`
+/// values (see `history::details`), and stored and served as it is. Building it as a `Value`
 /// copied the state's input or output into every event, only to serialise and drop it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,7 +192,7 @@ pub struct HistoryEvent {
     pub event_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_name: Option<String>,
-    #[serde(default = "exec::no_details")]
+    #[serde(default = "history::no_details")]
     pub details: Box<serde_json::value::RawValue>,
 }
 
@@ -336,6 +340,7 @@ impl Engine {
                 state: machine.inner.root.start_at.clone(),
                 input: input.clone(),
                 wait_until: None,
+                variables: None,
             }),
         };
         let started = HistoryEvent {
@@ -344,7 +349,7 @@ impl Engine {
             timestamp: start,
             event_type: "ExecutionStarted".into(),
             state_name: None,
-            details: exec::details(&[
+            details: history::details(&[
                 ("input", Field::Json(&input)),
                 (
                     "roleArn",
@@ -465,7 +470,7 @@ impl Engine {
                     timestamp: Utc::now(),
                     event_type: "ExecutionAborted".into(),
                     state_name: None,
-                    details: exec::details(&[
+                    details: history::details(&[
                         ("error", Field::OptStr(rec.error.as_deref())),
                         ("cause", Field::OptStr(rec.cause.as_deref())),
                     ]),
@@ -580,6 +585,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         state: run.machine.inner.root.start_at.clone(),
         input: rec.input.clone(),
         wait_until: None,
+        variables: None,
     });
     let deadline = run
         .machine
@@ -593,6 +599,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         true,
         None,
         cursor.wait_until,
+        vars::Vars::new(cursor.variables.unwrap_or_default(), None),
     );
     let timeout = async {
         match deadline {
@@ -633,7 +640,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         }
         End::Done(Ok(output)) => {
             done.status = ExecutionStatus::Succeeded;
-            let details = exec::details(&[("output", Field::Json(&output))]);
+            let details = history::details(&[("output", Field::Json(&output))]);
             done.output = Some(output);
             ("ExecutionSucceeded", details)
         }
@@ -644,7 +651,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = (!f.cause.is_empty()).then(|| f.cause.clone());
             (
                 "ExecutionFailed",
-                exec::details(&[
+                history::details(&[
                     ("error", Field::Str(&f.error)),
                     ("cause", Field::Str(&f.cause)),
                 ]),
@@ -656,7 +663,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = Some("the execution ran past its TimeoutSeconds".into());
             (
                 "ExecutionTimedOut",
-                exec::details(&[
+                history::details(&[
                     ("error", Field::OptStr(done.error.as_deref())),
                     ("cause", Field::OptStr(done.cause.as_deref())),
                 ]),
@@ -674,7 +681,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = c;
             (
                 "ExecutionAborted",
-                exec::details(&[
+                history::details(&[
                     ("error", Field::OptStr(done.error.as_deref())),
                     ("cause", Field::OptStr(done.cause.as_deref())),
                 ]),

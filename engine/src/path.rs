@@ -16,6 +16,10 @@ pub enum Root {
     Context,
 }
 
+/// A path's first step when it names a workflow variable (`$name.field`): the name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variable(pub String);
+
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     Field(String),
@@ -61,6 +65,8 @@ enum CmpOp {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
     pub root: Root,
+    /// `$name...`: the path reads the variable `name` (then `root` is `Data`).
+    pub variable: Option<Variable>,
     steps: Vec<Step>,
     text: String,
 }
@@ -73,10 +79,23 @@ impl std::fmt::Display for Path {
 
 impl Path {
     pub fn parse(text: &str) -> Result<Path, String> {
+        let mut variable = None;
         let (root, rest) = if let Some(r) = text.strip_prefix("$$") {
             (Root::Context, r)
         } else if let Some(r) = text.strip_prefix('$') {
-            (Root::Data, r)
+            // `$name`: a workflow variable.
+            let name_len = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(r.len());
+            if name_len > 0 {
+                if r.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Err(format!(
+                        "{text:?}: a variable name cannot start with a digit"
+                    ));
+                }
+                variable = Some(Variable(r[..name_len].to_string()));
+            }
+            (Root::Data, &r[name_len..])
         } else {
             return Err(format!("{text:?} is not a path: it must start with '$'"));
         };
@@ -133,6 +152,7 @@ impl Path {
         }
         Ok(Path {
             root,
+            variable,
             steps,
             text: text.to_string(),
         })
@@ -157,8 +177,34 @@ impl Path {
         })
     }
 
+    /// `$` alone: the whole state data.
     pub fn is_root(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.variable.is_none() && self.root == Root::Data
+    }
+
+    /// The document this path reads: the data, the context object, or a variable.
+    pub fn doc<'a>(
+        &self,
+        data: &'a Value,
+        ctx: &'a Value,
+        vars: &'a crate::vars::Vars<'_>,
+    ) -> Option<&'a Value> {
+        match (&self.variable, self.root) {
+            (Some(Variable(name)), _) => vars.get(name),
+            (None, Root::Context) => Some(ctx),
+            (None, Root::Data) => Some(data),
+        }
+    }
+
+    /// Selects from whichever document the path reads. `None`: a definite path matched
+    /// nothing, or the variable is not set.
+    pub fn resolve(
+        &self,
+        data: &Value,
+        ctx: &Value,
+        vars: &crate::vars::Vars<'_>,
+    ) -> Option<Value> {
+        self.select(self.doc(data, ctx, vars)?)
     }
 
     /// Whether the path can select several nodes (then its value is an array of them).
@@ -202,22 +248,15 @@ impl Path {
         Some(Value::Array(nodes.into_iter().cloned().collect()))
     }
 
-    /// Selects by reference, borrowing (for Choice comparisons).
-    pub fn select_ref<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
-        let mut cur = doc;
-        for s in &self.steps {
-            cur = match (s, cur) {
-                (Step::Field(f), Value::Object(m)) => m.get(f)?,
-                (Step::Index(n), Value::Array(a)) => a.get(usize::try_from(*n).ok()?)?,
-                _ => return None,
-            };
-        }
-        Some(cur)
-    }
-
     /// ResultPath: puts `value` at this reference path inside `doc`, creating missing
     /// objects. Fails when a step meets a non-object (or a missing array element).
     pub fn insert(&self, doc: Value, value: Value) -> Result<Value, String> {
+        if self.variable.is_some() || self.root == Root::Context {
+            return Err(format!(
+                "ResultPath {} must point into the state's data ($...)",
+                self.text
+            ));
+        }
         if self.steps.is_empty() {
             return Ok(value);
         }
