@@ -1,5 +1,5 @@
-//! longhaul-engine: an embedded interpreter of the Amazon States Language (the JSONPath
-//! query language of AWS Step Functions). It runs any definition on one machine, durably,
+//! longhaul-engine: an embedded interpreter of the Amazon States Language (AWS Step
+//! Functions' definitions, in JSONPath and JSONata). It runs any definition on one machine, durably,
 //! with no AWS: longhaul's single-machine mode runs `statemachine/job.asl.json` on it, and
 //! `longhaul sfn run` runs any definition from the command line.
 //!
@@ -16,19 +16,45 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What it supports: every state type (Pass, Task, Choice, Wait, Succeed, Fail with
-//! ErrorPath/CausePath, Parallel, inline Map with ItemsPath, ItemSelector/Parameters,
+//! What it supports: both query languages of ASL. **JSONPath**: InputPath, Parameters,
+//! ResultSelector, ResultPath (null, creating missing nodes), OutputPath, paths into the
+//! state's data (`$`), the context object (`$$`) and variables (`$name`), filter
+//! expressions (`[?(@.price < 10 && @.tag)]`), all intrinsic functions. **JSONata**
+//! (`QueryLanguage` top-level or per state; a JSONPath machine may have JSONata states, not
+//! the reverse): `Arguments`, `Output`, `Assign`, Choice `Condition`, Map `Items` and
+//! `ItemSelector`, Fail `Error`/`Cause`, and `TimeoutSeconds`, `HeartbeatSeconds`, `Seconds`,
+//! `Timestamp`, `MaxConcurrency`, `ToleratedFailure*` as `{% %}` expressions;
+//! `$states.input`/`.result`/`.errorOutput`/`.context`; AWS's `$partition`, `$range`,
+//! `$hash`, `$random`, `$uuid`, `$parse`; a field of the other language is a validation
+//! error, an expression that fails or returns nothing is `States.QueryEvaluationError`.
+//! **Variables** (`Assign` in states, catchers and choice rules, both languages): a state's
+//! assignments take effect when it ends (everything in it reads the values from its
+//! entry); Map iterations and Parallel branches read the outer variables and assign their
+//! own; 256 KiB per state and 10 MiB per execution; the top-level variables are part of
+//! every checkpoint. Every state type, inline Map (ItemsPath, ItemSelector/Parameters,
 //! ItemProcessor/Iterator, MaxConcurrency(Path), ToleratedFailureCount/Percentage,
-//! ItemBatcher); InputPath, Parameters, ResultSelector, ResultPath (null, creating missing
-//! nodes), OutputPath; the context object; all intrinsic functions; Retry (with BackoffRate,
-//! MaxDelaySeconds, JitterStrategy) and Catch with the predefined error names; state and
-//! execution timeouts; `${Name}` substitutions as SAM's DefinitionSubstitutions. Tasks go to
-//! a [`TaskInvoker`]: direct resources, and `arn:aws:states:::lambda:invoke` with AWS's
-//! result shape.
+//! ItemBatcher); Retry (BackoffRate, MaxDelaySeconds, JitterStrategy) and Catch with the
+//! predefined error names (`States.Runtime` and `States.DataLimitExceeded`, for results
+//! over 256 KiB, are not catchable, as on AWS); state and execution timeouts; `${Name}`
+//! substitutions as SAM's DefinitionSubstitutions. Tasks go to a [`TaskInvoker`]: direct
+//! resources, and `arn:aws:states:::lambda:invoke` with AWS's result shape.
 //!
-//! Not supported: the JSONata query language, distributed Map (ItemReader/ResultWriter),
-//! `.waitForTaskToken` callbacks and heartbeats from tasks (`HeartbeatSeconds` is validated
-//! but an in-process task cannot send heartbeats), JSONPath filter expressions.
+//! `longhaul sfn conformance FILE` measures the engine against outcomes recorded on AWS
+//! (512 of 512 of the shared corpus pass).
+//!
+//! **Why jsonata-core.** Two Rust JSONata crates exist. `jsonata-rs` (0.3) calls itself
+//! incomplete, parses the input document as JSONata text, and ties a parsed expression to
+//! an arena and a frame, so it cannot be compiled once and shared across executions.
+//! `jsonata-core` (2.2) reports passing the reference implementation's 1,686-case suite,
+//! parses to a plain AST that is `Send + Sync` (compiled once per definition, kept in the
+//! state machine), takes variable bindings and host functions (AWS's additions), and is
+//! maintained. Its cost to the rest of the build: it turns on serde_json's
+//! `preserve_order` (objects keep their keys' order, as AWS does; `States.JsonToString`
+//! now writes keys in input order).
+//!
+//! Not supported: distributed Map (ItemReader/ResultWriter), `.waitForTaskToken` callbacks
+//! and heartbeats from tasks (`HeartbeatSeconds` is validated but not enforced), the HTTP
+//! Task, service integrations other than Lambda invoke.
 //!
 //! **Durability.** Before each top-level state that acts on the world (Task, Map, Parallel)
 //! the execution is checkpointed through an [`ExecutionStore`] (in memory, or SQLite) if it
