@@ -48,7 +48,9 @@
 //! `jsonata-core` (2.2) reports passing the reference implementation's 1,686-case suite,
 //! parses to a plain AST that is `Send + Sync` (compiled once per definition, kept in the
 //! state machine), takes variable bindings and host functions (AWS's additions), and is
-//! maintained. Its cost to the rest of the build: it turns on serde_json's
+//! maintained; 30 expressions (paths, filters, lambdas, higher-order and string functions,
+//! regexes, sequences) evaluated by it and by the reference `jsonata` npm package (2.x)
+//! gave the same 30 results. Its cost to the rest of the build: it turns on serde_json's
 //! `preserve_order` (objects keep their keys' order, as AWS does; `States.JsonToString`
 //! now writes keys in input order).
 //!
