@@ -141,6 +141,8 @@ enum Command {
 enum SfnCommand {
     /// Run one definition to its end and print its output.
     Run(longhaul_engine::cli::SfnRunArgs),
+    /// Run a file of cases with recorded outcomes and print how many pass, per feature.
+    Conformance(longhaul_engine::cli::SfnConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -278,6 +280,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Sfn {
             command: SfnCommand::Run(args),
         } => Ok(longhaul_engine::cli::run(args).await),
+        Command::Sfn {
+            command: SfnCommand::Conformance(args),
+        } => Ok(longhaul_engine::cli::conformance(args).await),
         Command::Bench { command } => bench::run(command).await,
         Command::Sam(args) => sam::run(&args),
         Command::Openapi { server_url } => {

@@ -5,6 +5,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
 use crate::path::Path;
+use crate::vars::Vars;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
@@ -231,11 +232,11 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 /// Evaluates a rule. `Err` is a runtime error (an operand path that matches nothing).
-pub fn eval(rule: &Rule, input: &Value) -> Result<bool, String> {
+pub fn eval(rule: &Rule, input: &Value, vars: &Vars<'_>) -> Result<bool, String> {
     Ok(match rule {
         Rule::And(rs) => {
             for r in rs {
-                if !eval(r, input)? {
+                if !eval(r, input, vars)? {
                     return Ok(false);
                 }
             }
@@ -243,22 +244,22 @@ pub fn eval(rule: &Rule, input: &Value) -> Result<bool, String> {
         }
         Rule::Or(rs) => {
             for r in rs {
-                if eval(r, input)? {
+                if eval(r, input, vars)? {
                     return Ok(true);
                 }
             }
             false
         }
-        Rule::Not(r) => !eval(r, input)?,
+        Rule::Not(r) => !eval(r, input, vars)?,
         Rule::Compare {
             variable,
             op,
             operand,
         } => {
-            let value = variable.select(input);
+            let value = variable.resolve(input, &Value::Null, vars);
             let expected = match operand {
                 Operand::Value(v) => v.clone(),
-                Operand::Path(p) => p.select(input).ok_or_else(|| {
+                Operand::Path(p) => p.resolve(input, &Value::Null, vars).ok_or_else(|| {
                     format!("Invalid path '{p}': the path matched nothing in the Choice input")
                 })?,
             };

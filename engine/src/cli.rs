@@ -194,3 +194,212 @@ async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
         }
     }
 }
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SfnConformanceArgs {
+    /// A JSON array of cases: `{id, feature, definition, input, expect: {status, output?,
+    /// error?, cause?}}` (e.g. a corpus of outcomes recorded on AWS).
+    pub cases: PathBuf,
+    /// List each failing case's id and why it failed.
+    #[arg(long)]
+    pub failures: bool,
+    /// Cases run at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+/// Runs the command; returns the process exit code (0: the cases ran, whatever passed;
+/// 2: the file could not be read).
+pub async fn conformance(args: SfnConformanceArgs) -> i32 {
+    match conformance_inner(args).await {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            2
+        }
+    }
+}
+
+/// One case of a conformance file, as read (fields checked when it runs).
+#[derive(Debug, serde::Deserialize)]
+struct ConformanceCase {
+    id: String,
+    feature: String,
+    definition: Value,
+    #[serde(default)]
+    input: Value,
+    expect: Value,
+}
+
+/// A Task invoker for definitions that should have no Task: every call fails.
+struct NoTasks;
+
+#[async_trait]
+impl TaskInvoker for NoTasks {
+    async fn invoke(
+        &self,
+        resource: &str,
+        _input: Value,
+        _ctx: TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        Err(TaskFailure::new(
+            "States.TaskFailed",
+            format!("conformance cases have no tasks; {resource} was called"),
+        ))
+    }
+}
+
+/// The features whose cases need JSONata or variables (the rest are JSONPath-only).
+const NEWER_FEATURES: &[&str] = &["jsonata", "variables"];
+
+async fn conformance_inner(args: SfnConformanceArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.cases)
+        .map_err(|e| format!("reading {}: {e}", args.cases.display()))?;
+    let cases: Vec<ConformanceCase> = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a JSON array of cases: {e}", args.cases.display()))?;
+    let engine = Engine::new(Arc::new(MemoryExecutionStore::new()), Arc::new(NoTasks));
+    use futures::StreamExt;
+    let outcomes: Vec<(usize, Result<(), String>)> =
+        futures::stream::iter(cases.iter().enumerate().map(|(i, c)| {
+            let engine = engine.clone();
+            async move { (i, run_conformance_case(&engine, i, c).await) }
+        }))
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; cases.len()];
+    for (i, r) in outcomes {
+        results[i] = Some(r);
+    }
+    // feature -> (passed, total)
+    let mut table: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (c, r) in cases.iter().zip(&results) {
+        let e = table.entry(c.feature.as_str()).or_default();
+        e.1 += 1;
+        match r {
+            Some(Ok(())) => e.0 += 1,
+            Some(Err(why)) => failures.push((c.id.as_str(), why.clone())),
+            None => failures.push((c.id.as_str(), "did not run".to_string())),
+        }
+    }
+    println!("{:<12} {:>6} {:>6}", "feature", "passed", "total");
+    for (f, (p, t)) in &table {
+        println!("{f:<12} {p:>6} {t:>6}");
+    }
+    let sum = |pick: &dyn Fn(&str) -> bool| {
+        table
+            .iter()
+            .filter(|(f, _)| pick(f))
+            .fold((0, 0), |(p, t), (_, (p2, t2))| (p + p2, t + t2))
+    };
+    let pct = |(p, t): (usize, usize)| {
+        if t == 0 {
+            100.0
+        } else {
+            p as f64 * 100.0 / t as f64
+        }
+    };
+    let all = sum(&|_| true);
+    let old = sum(&|f| !NEWER_FEATURES.contains(&f));
+    let new = sum(&|f| NEWER_FEATURES.contains(&f));
+    println!(
+        "all {}/{} ({:.1}%); JSONPath-only {}/{} ({:.1}%); JSONata + Variables {}/{} ({:.1}%)",
+        all.0,
+        all.1,
+        pct(all),
+        old.0,
+        old.1,
+        pct(old),
+        new.0,
+        new.1,
+        pct(new)
+    );
+    if args.failures {
+        for (id, why) in failures {
+            println!("FAIL {id}: {}", clip(&why.replace('\n', "; ")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one case and compares its outcome with `expect`: the status; the output (numbers
+/// compared by value); the error (`null`: none); the cause when given.
+async fn run_conformance_case(
+    engine: &Engine,
+    index: usize,
+    case: &ConformanceCase,
+) -> Result<(), String> {
+    let want_status = case.expect["status"]
+        .as_str()
+        .ok_or("the case's expect.status is not a string")?;
+    let machine = match StateMachine::parse(&case.definition.to_string(), &BTreeMap::new()) {
+        Ok(m) => m,
+        Err(e) => return Err(format!("definition rejected: {e}")),
+    };
+    let sm = engine
+        .create_state_machine(&format!("case-{index}"), machine)
+        .await
+        .map_err(|e| e.to_string())?;
+    let exec = engine
+        .start_execution(&sm, None, case.input.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        engine.wait_for_completion(&exec.execution_arn),
+    )
+    .await
+    .map_err(|_| "did not finish within 60 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    let got = json!({"status": done.status.as_str(), "output": done.output, "error": done.error, "cause": done.cause});
+    if done.status.as_str() != want_status {
+        return Err(format!("expected {want_status}, got {got}"));
+    }
+    if let Some(want) = case.expect.get("output")
+        && !same_json(want, done.output.as_ref().unwrap_or(&Value::Null))
+    {
+        return Err(format!("output {} != expected {want}", got["output"]));
+    }
+    if let Some(want) = case.expect.get("error")
+        && want.as_str() != done.error.as_deref()
+    {
+        return Err(format!(
+            "error {} != expected {want} (cause {})",
+            got["error"], got["cause"]
+        ));
+    }
+    if let Some(want) = case.expect.get("cause")
+        && want.as_str() != done.cause.as_deref()
+    {
+        return Err(format!("cause {} != expected {want}", got["cause"]));
+    }
+    Ok(())
+}
+
+/// At most 400 characters of `s` (a failing case's output can be 256 KiB).
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(400) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// JSON equality with numbers compared by value (`1` equals `1.0`).
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}

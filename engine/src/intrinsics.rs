@@ -5,7 +5,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::path::{Path, Root};
+use crate::path::Path;
+use crate::vars::Vars;
 
 /// Largest array an intrinsic may build (AWS limits ArrayRange to 1,000 items).
 const MAX_ARRAY: usize = 1000;
@@ -308,21 +309,50 @@ fn count_placeholders(t: &str) -> usize {
     n
 }
 
+/// How `States.Format` renders an object or array argument: as AWS does (Java's
+/// `toString` of maps and lists): `{a=1, b=[x, y]}`, strings unquoted.
+fn render_java(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render_java(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(k);
+                out.push('=');
+                render_java(x, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 fn fail<T>(call: &Call, m: impl std::fmt::Display) -> Result<T, String> {
     Err(format!("{:?}: {m}", call.func))
 }
 
-pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
+pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<Value, String> {
     let mut args = Vec::with_capacity(call.args.len());
     for a in &call.args {
         args.push(match a {
             Arg::Literal(v) => v.clone(),
-            Arg::Path(p) => {
-                let doc = if p.root == Root::Context { ctx } else { data };
-                p.select(doc)
-                    .ok_or_else(|| format!("{:?}: the path {p} matched nothing", call.func))?
-            }
-            Arg::Call(c) => eval(c, data, ctx)?,
+            Arg::Path(p) => p
+                .resolve(data, ctx, vars)
+                .ok_or_else(|| format!("{:?}: the path {p} matched nothing", call.func))?,
+            Arg::Call(c) => eval(c, data, ctx, vars)?,
         });
     }
     let int = |v: &Value, what: &str| -> Result<i64, String> {
@@ -367,13 +397,7 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
                     };
                     match v {
                         Value::String(s) => out.push_str(s),
-                        Value::Object(_) | Value::Array(_) => {
-                            return fail(
-                                call,
-                                "arguments must be strings, numbers, booleans or null",
-                            );
-                        }
-                        other => out.push_str(&other.to_string()),
+                        other => render_java(other, &mut out),
                     }
                     next += 1;
                     i += 2;
@@ -390,6 +414,10 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
         }
         Func::StringToJson => {
             let s = string(&args[0], "the argument")?;
+            // AWS gives null for an empty or blank string.
+            if s.trim().is_empty() {
+                return Ok(Value::Null);
+            }
             serde_json::from_str(&s).or_else(|e| fail(call, format!("not JSON: {e}")))
         }
         Func::JsonToString => Ok(Value::String(args[0].to_string())),
@@ -539,9 +567,20 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value) -> Result<Value, String> {
             Ok(json!(n))
         }
         Func::MathAdd => {
+            // AWS accepts decimals and rounds each argument half up (1.5 -> 2, -1.5 -> -1)
+            // before adding.
+            let round = |v: &Value, what: &str| -> Result<i64, String> {
+                match v.as_i64() {
+                    Some(n) => Ok(n),
+                    None => match v.as_f64() {
+                        Some(f) if f.is_finite() && f.abs() < 9e15 => Ok((f + 0.5).floor() as i64),
+                        _ => Err(format!("{:?}: {what} must be a number, got {v}", call.func)),
+                    },
+                }
+            };
             let (a, b) = (
-                int(&args[0], "the first number")?,
-                int(&args[1], "the second number")?,
+                round(&args[0], "the first number")?,
+                round(&args[1], "the second number")?,
             );
             a.checked_add(b)
                 .map(|n| json!(n))
@@ -569,7 +608,7 @@ mod tests {
     use super::*;
 
     fn run(expr: &str, data: Value) -> Result<Value, String> {
-        eval(&parse(expr)?, &data, &json!({}))
+        eval(&parse(expr)?, &data, &json!({}), &Vars::default())
     }
 
     #[test]

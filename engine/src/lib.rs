@@ -1,5 +1,5 @@
-//! longhaul-engine: an embedded interpreter of the Amazon States Language (the JSONPath
-//! query language of AWS Step Functions). It runs any definition on one machine, durably,
+//! longhaul-engine: an embedded interpreter of the Amazon States Language (AWS Step
+//! Functions' definitions, in JSONPath and JSONata). It runs any definition on one machine, durably,
 //! with no AWS: longhaul's single-machine mode runs `statemachine/job.asl.json` on it, and
 //! `longhaul sfn run` runs any definition from the command line.
 //!
@@ -16,19 +16,47 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What it supports: every state type (Pass, Task, Choice, Wait, Succeed, Fail with
-//! ErrorPath/CausePath, Parallel, inline Map with ItemsPath, ItemSelector/Parameters,
+//! What it supports: both query languages of ASL. **JSONPath**: InputPath, Parameters,
+//! ResultSelector, ResultPath (null, creating missing nodes), OutputPath, paths into the
+//! state's data (`$`), the context object (`$$`) and variables (`$name`), filter
+//! expressions (`[?(@.price < 10 && @.tag)]`), all intrinsic functions. **JSONata**
+//! (`QueryLanguage` top-level or per state; a JSONPath machine may have JSONata states, not
+//! the reverse): `Arguments`, `Output`, `Assign`, Choice `Condition`, Map `Items` and
+//! `ItemSelector`, Fail `Error`/`Cause`, and `TimeoutSeconds`, `HeartbeatSeconds`, `Seconds`,
+//! `Timestamp`, `MaxConcurrency`, `ToleratedFailure*` as `{% %}` expressions;
+//! `$states.input`/`.result`/`.errorOutput`/`.context`; AWS's `$partition`, `$range`,
+//! `$hash`, `$random`, `$uuid`, `$parse`; a field of the other language is a validation
+//! error, an expression that fails or returns nothing is `States.QueryEvaluationError`.
+//! **Variables** (`Assign` in states, catchers and choice rules, both languages): a state's
+//! assignments take effect when it ends (everything in it reads the values from its
+//! entry); Map iterations and Parallel branches read the outer variables and assign their
+//! own; 256 KiB per state and 10 MiB per execution; the top-level variables are part of
+//! every checkpoint. Every state type, inline Map (ItemsPath, ItemSelector/Parameters,
 //! ItemProcessor/Iterator, MaxConcurrency(Path), ToleratedFailureCount/Percentage,
-//! ItemBatcher); InputPath, Parameters, ResultSelector, ResultPath (null, creating missing
-//! nodes), OutputPath; the context object; all intrinsic functions; Retry (with BackoffRate,
-//! MaxDelaySeconds, JitterStrategy) and Catch with the predefined error names; state and
-//! execution timeouts; `${Name}` substitutions as SAM's DefinitionSubstitutions. Tasks go to
-//! a [`TaskInvoker`]: direct resources, and `arn:aws:states:::lambda:invoke` with AWS's
-//! result shape.
+//! ItemBatcher); Retry (BackoffRate, MaxDelaySeconds, JitterStrategy) and Catch with the
+//! predefined error names (`States.Runtime` and `States.DataLimitExceeded`, for results
+//! over 256 KiB, are not catchable, as on AWS); state and execution timeouts; `${Name}`
+//! substitutions as SAM's DefinitionSubstitutions. Tasks go to a [`TaskInvoker`]: direct
+//! resources, and `arn:aws:states:::lambda:invoke` with AWS's result shape.
 //!
-//! Not supported: the JSONata query language, distributed Map (ItemReader/ResultWriter),
-//! `.waitForTaskToken` callbacks and heartbeats from tasks (`HeartbeatSeconds` is validated
-//! but an in-process task cannot send heartbeats), JSONPath filter expressions.
+//! `longhaul sfn conformance FILE` measures the engine against outcomes recorded on AWS
+//! (512 of 512 of the shared corpus pass).
+//!
+//! **Why jsonata-core.** Two Rust JSONata crates exist. `jsonata-rs` (0.3) calls itself
+//! incomplete, parses the input document as JSONata text, and ties a parsed expression to
+//! an arena and a frame, so it cannot be compiled once and shared across executions.
+//! `jsonata-core` (2.2) reports passing the reference implementation's 1,686-case suite,
+//! parses to a plain AST that is `Send + Sync` (compiled once per definition, kept in the
+//! state machine), takes variable bindings and host functions (AWS's additions), and is
+//! maintained; 30 expressions (paths, filters, lambdas, higher-order and string functions,
+//! regexes, sequences) evaluated by it and by the reference `jsonata` npm package (2.x)
+//! gave the same 30 results. Its cost to the rest of the build: it turns on serde_json's
+//! `preserve_order` (objects keep their keys' order, as AWS does; `States.JsonToString`
+//! now writes keys in input order).
+//!
+//! Not supported: distributed Map (ItemReader/ResultWriter), `.waitForTaskToken` callbacks
+//! and heartbeats from tasks (`HeartbeatSeconds` is validated but not enforced), the HTTP
+//! Task, service integrations other than Lambda invoke.
 //!
 //! **Durability.** Before each top-level state that acts on the world (Task, Map, Parallel)
 //! the execution is checkpointed through an [`ExecutionStore`] (in memory, or SQLite) if it
@@ -43,12 +71,15 @@
 mod choice;
 pub mod cli;
 mod exec;
+mod history;
 mod intrinsics;
+mod jsonata;
 mod model;
 mod path;
 pub mod sqlite;
 mod store;
 mod template;
+mod vars;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,7 +96,8 @@ pub use store::{
     Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
 };
 
-use exec::{Events, Failure, Field, Run};
+use exec::{Events, Failure, Run};
+use history::Field;
 
 /// Calls Task resources: resource string in, JSON out, or an error with name and cause.
 #[async_trait]
@@ -176,7 +208,7 @@ impl From<&ExecutionRecord> for ExecutionDescription {
 /// One event of an execution's history, with AWS's event type names.
 ///
 /// `details` is kept as JSON text: it is written once, from references to the engine's
-/// values (see `exec::details`), and stored and served as it is. Building it as a `Value`
+/// values (see `history::details`), and stored and served as it is. Building it as a `Value`
 /// copied the state's input or output into every event, only to serialise and drop it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,7 +220,7 @@ pub struct HistoryEvent {
     pub event_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_name: Option<String>,
-    #[serde(default = "exec::no_details")]
+    #[serde(default = "history::no_details")]
     pub details: Box<serde_json::value::RawValue>,
 }
 
@@ -336,6 +368,7 @@ impl Engine {
                 state: machine.inner.root.start_at.clone(),
                 input: input.clone(),
                 wait_until: None,
+                variables: None,
             }),
         };
         let started = HistoryEvent {
@@ -344,7 +377,7 @@ impl Engine {
             timestamp: start,
             event_type: "ExecutionStarted".into(),
             state_name: None,
-            details: exec::details(&[
+            details: history::details(&[
                 ("input", Field::Json(&input)),
                 (
                     "roleArn",
@@ -465,7 +498,7 @@ impl Engine {
                     timestamp: Utc::now(),
                     event_type: "ExecutionAborted".into(),
                     state_name: None,
-                    details: exec::details(&[
+                    details: history::details(&[
                         ("error", Field::OptStr(rec.error.as_deref())),
                         ("cause", Field::OptStr(rec.cause.as_deref())),
                     ]),
@@ -580,6 +613,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         state: run.machine.inner.root.start_at.clone(),
         input: rec.input.clone(),
         wait_until: None,
+        variables: None,
     });
     let deadline = run
         .machine
@@ -593,6 +627,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         true,
         None,
         cursor.wait_until,
+        vars::Vars::new(cursor.variables.unwrap_or_default(), None),
     );
     let timeout = async {
         match deadline {
@@ -633,17 +668,18 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
         }
         End::Done(Ok(output)) => {
             done.status = ExecutionStatus::Succeeded;
-            let details = exec::details(&[("output", Field::Json(&output))]);
+            let details = history::details(&[("output", Field::Json(&output))]);
             done.output = Some(output);
             ("ExecutionSucceeded", details)
         }
         End::Done(Err(f)) => {
             done.status = ExecutionStatus::Failed;
-            done.error = Some(f.error.clone());
-            done.cause = Some(f.cause.clone());
+            // A Fail state without Error (or Cause) ends the execution with none, as on AWS.
+            done.error = (!f.error.is_empty()).then(|| f.error.clone());
+            done.cause = (!f.cause.is_empty()).then(|| f.cause.clone());
             (
                 "ExecutionFailed",
-                exec::details(&[
+                history::details(&[
                     ("error", Field::Str(&f.error)),
                     ("cause", Field::Str(&f.cause)),
                 ]),
@@ -655,7 +691,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = Some("the execution ran past its TimeoutSeconds".into());
             (
                 "ExecutionTimedOut",
-                exec::details(&[
+                history::details(&[
                     ("error", Field::OptStr(done.error.as_deref())),
                     ("cause", Field::OptStr(done.cause.as_deref())),
                 ]),
@@ -673,7 +709,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.cause = c;
             (
                 "ExecutionAborted",
-                exec::details(&[
+                history::details(&[
                     ("error", Field::OptStr(done.error.as_deref())),
                     ("cause", Field::OptStr(done.cause.as_deref())),
                 ]),

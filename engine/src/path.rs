@@ -16,6 +16,10 @@ pub enum Root {
     Context,
 }
 
+/// A path's first step when it names a workflow variable (`$name.field`): the name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variable(pub String);
+
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     Field(String),
@@ -24,12 +28,45 @@ enum Step {
     Slice(Option<i64>, Option<i64>),
     Union(Vec<i64>),
     DeepField(String),
+    /// `[?(...)]`: the children that match.
+    Filter(Box<Filter>),
+}
+
+/// A filter expression (`[?(@.status == 0 && @.name)]`), as Jayway JsonPath (AWS's)
+/// reads it: comparisons of `@` paths and literals, `&&`, `||`, `!`, parentheses; a bare
+/// `@` path tests that the node exists.
+#[derive(Debug, Clone, PartialEq)]
+enum Filter {
+    Or(Vec<Filter>),
+    And(Vec<Filter>),
+    Not(Box<Filter>),
+    Exists(Vec<Step>),
+    Compare(Operand, CmpOp, Operand),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Operand {
+    /// `@` followed by names and indices.
+    Current(Vec<Step>),
+    Literal(Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 /// A compiled path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
     pub root: Root,
+    /// `$name...`: the path reads the variable `name` (then `root` is `Data`).
+    pub variable: Option<Variable>,
     steps: Vec<Step>,
     text: String,
 }
@@ -42,10 +79,23 @@ impl std::fmt::Display for Path {
 
 impl Path {
     pub fn parse(text: &str) -> Result<Path, String> {
+        let mut variable = None;
         let (root, rest) = if let Some(r) = text.strip_prefix("$$") {
             (Root::Context, r)
         } else if let Some(r) = text.strip_prefix('$') {
-            (Root::Data, r)
+            // `$name`: a workflow variable.
+            let name_len = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(r.len());
+            if name_len > 0 {
+                if r.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Err(format!(
+                        "{text:?}: a variable name cannot start with a digit"
+                    ));
+                }
+                variable = Some(Variable(r[..name_len].to_string()));
+            }
+            (Root::Data, &r[name_len..])
         } else {
             return Err(format!("{text:?} is not a path: it must start with '$'"));
         };
@@ -102,6 +152,7 @@ impl Path {
         }
         Ok(Path {
             root,
+            variable,
             steps,
             text: text.to_string(),
         })
@@ -126,8 +177,34 @@ impl Path {
         })
     }
 
+    /// `$` alone: the whole state data.
     pub fn is_root(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.variable.is_none() && self.root == Root::Data
+    }
+
+    /// The document this path reads: the data, the context object, or a variable.
+    pub fn doc<'a>(
+        &self,
+        data: &'a Value,
+        ctx: &'a Value,
+        vars: &'a crate::vars::Vars<'_>,
+    ) -> Option<&'a Value> {
+        match (&self.variable, self.root) {
+            (Some(Variable(name)), _) => vars.get(name),
+            (None, Root::Context) => Some(ctx),
+            (None, Root::Data) => Some(data),
+        }
+    }
+
+    /// Selects from whichever document the path reads. `None`: a definite path matched
+    /// nothing, or the variable is not set.
+    pub fn resolve(
+        &self,
+        data: &Value,
+        ctx: &Value,
+        vars: &crate::vars::Vars<'_>,
+    ) -> Option<Value> {
+        self.select(self.doc(data, ctx, vars)?)
     }
 
     /// Whether the path can select several nodes (then its value is an array of them).
@@ -135,7 +212,11 @@ impl Path {
         self.steps.iter().any(|s| {
             matches!(
                 s,
-                Step::Wildcard | Step::Slice(..) | Step::Union(_) | Step::DeepField(_)
+                Step::Wildcard
+                    | Step::Slice(..)
+                    | Step::Union(_)
+                    | Step::DeepField(_)
+                    | Step::Filter(_)
             )
         })
     }
@@ -167,22 +248,15 @@ impl Path {
         Some(Value::Array(nodes.into_iter().cloned().collect()))
     }
 
-    /// Selects by reference, borrowing (for Choice comparisons).
-    pub fn select_ref<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
-        let mut cur = doc;
-        for s in &self.steps {
-            cur = match (s, cur) {
-                (Step::Field(f), Value::Object(m)) => m.get(f)?,
-                (Step::Index(n), Value::Array(a)) => a.get(usize::try_from(*n).ok()?)?,
-                _ => return None,
-            };
-        }
-        Some(cur)
-    }
-
     /// ResultPath: puts `value` at this reference path inside `doc`, creating missing
     /// objects. Fails when a step meets a non-object (or a missing array element).
     pub fn insert(&self, doc: Value, value: Value) -> Result<Value, String> {
+        if self.variable.is_some() || self.root == Root::Context {
+            return Err(format!(
+                "ResultPath {} must point into the state's data ($...)",
+                self.text
+            ));
+        }
         if self.steps.is_empty() {
             return Ok(value);
         }
@@ -264,16 +338,33 @@ fn parse_bracket(inner: &str) -> Result<Step, String> {
     if inner == "*" {
         return Ok(Step::Wildcard);
     }
-    if (inner.starts_with('\'') && inner.ends_with('\'') && inner.len() >= 2)
-        || (inner.starts_with('"') && inner.ends_with('"') && inner.len() >= 2)
-    {
-        let name = inner[1..inner.len() - 1]
-            .replace("\\'", "'")
-            .replace("\\\"", "\"");
+    if let Some(name) = quoted(inner) {
         return Ok(Step::Field(name));
     }
-    if inner.starts_with('?') || inner.starts_with('(') {
-        return Err("filter and script expressions are not supported".into());
+    if let Some(f) = inner.strip_prefix('?') {
+        let f = f.trim();
+        let body = f
+            .strip_prefix('(')
+            .and_then(|f| f.strip_suffix(')'))
+            .ok_or("a filter is written [?(...)]")?;
+        let mut p = FilterParser {
+            s: body.as_bytes(),
+            text: body,
+            i: 0,
+            depth: 0,
+        };
+        let filter = p.or()?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!(
+                "unexpected text in the filter at {:?}",
+                &body[p.i..]
+            ));
+        }
+        return Ok(Step::Filter(Box::new(filter)));
+    }
+    if inner.starts_with('(') {
+        return Err("script expressions are not supported".into());
     }
     if let Some((a, b)) = inner.split_once(':') {
         let num = |s: &str| -> Result<Option<i64>, String> {
@@ -301,6 +392,198 @@ fn parse_bracket(inner: &str) -> Result<Step, String> {
         .parse::<i64>()
         .map(Step::Index)
         .map_err(|_| format!("bad bracket expression [{inner}]"))
+}
+
+/// A bracket key in quotes: `'name'` or `"name"`. Only the enclosing quote may be escaped
+/// (`\'` in single quotes); any other backslash is part of the name, as Jayway reads it.
+fn quoted(inner: &str) -> Option<String> {
+    let q = inner.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    if inner.len() < 2 || !inner.ends_with(q) {
+        return None;
+    }
+    let body = &inner[1..inner.len() - 1];
+    let mut out = String::with_capacity(body.len());
+    let mut it = body.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\\' && it.peek() == Some(&q) {
+            out.push(q);
+            it.next();
+        } else if c == q {
+            // An unescaped quote inside: not one quoted name (e.g. a union of names).
+            return None;
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+struct FilterParser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    i: usize,
+    depth: usize,
+}
+
+impl FilterParser<'_> {
+    fn ws(&mut self) {
+        while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, tok: &str) -> bool {
+        self.ws();
+        if self.text[self.i..].starts_with(tok) {
+            self.i += tok.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn or(&mut self) -> Result<Filter, String> {
+        self.depth += 1;
+        if self.depth > 32 {
+            return Err("filter nested too deep".into());
+        }
+        let mut items = vec![self.and()?];
+        while self.eat("||") {
+            items.push(self.and()?);
+        }
+        self.depth -= 1;
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Filter::Or(items)
+        })
+    }
+
+    fn and(&mut self) -> Result<Filter, String> {
+        let mut items = vec![self.unary()?];
+        while self.eat("&&") {
+            items.push(self.unary()?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Filter::And(items)
+        })
+    }
+
+    fn unary(&mut self) -> Result<Filter, String> {
+        if self.eat("!") {
+            return Ok(Filter::Not(Box::new(self.unary()?)));
+        }
+        if self.eat("(") {
+            let f = self.or()?;
+            if !self.eat(")") {
+                return Err("')' expected in the filter".into());
+            }
+            return Ok(f);
+        }
+        let left = self.operand()?;
+        let op = [
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            ("<=", CmpOp::Le),
+            (">=", CmpOp::Ge),
+            ("<", CmpOp::Lt),
+            (">", CmpOp::Gt),
+        ]
+        .into_iter()
+        .find(|(t, _)| self.eat(t));
+        match (op, left) {
+            (Some((_, op)), left) => Ok(Filter::Compare(left, op, self.operand()?)),
+            (None, Operand::Current(steps)) => Ok(Filter::Exists(steps)),
+            (None, Operand::Literal(v)) => Err(format!("a filter cannot test the literal {v}")),
+        }
+    }
+
+    fn operand(&mut self) -> Result<Operand, String> {
+        self.ws();
+        let rest = &self.text[self.i..];
+        if let Some(after) = rest.strip_prefix('@') {
+            // Names and indices after `@`, up to an operator, a space or a parenthesis.
+            let len = after
+                .find(|c: char| c.is_whitespace() || "=!<>&|()".contains(c))
+                .unwrap_or(after.len());
+            let p = Path::parse(&format!("${}", &after[..len]))?;
+            if !p.is_reference() {
+                return Err(format!(
+                    "@{}: only names and indices after '@'",
+                    &after[..len]
+                ));
+            }
+            self.i += 1 + len;
+            return Ok(Operand::Current(p.steps));
+        }
+        if let Some(q) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') {
+            let end = rest[1..]
+                .find(q)
+                .ok_or("unterminated string in the filter")?;
+            self.i += end + 2;
+            return Ok(Operand::Literal(Value::String(rest[1..=end].to_string())));
+        }
+        let len = rest
+            .find(|c: char| c.is_whitespace() || "=!<>&|()".contains(c))
+            .unwrap_or(rest.len());
+        let tok = &rest[..len];
+        let v: Value = serde_json::from_str(tok)
+            .ok()
+            .filter(|v: &Value| !v.is_object() && !v.is_array())
+            .ok_or_else(|| format!("bad value {tok:?} in the filter"))?;
+        self.i += len;
+        Ok(Operand::Literal(v))
+    }
+}
+
+fn matches(f: &Filter, node: &Value) -> bool {
+    let resolve = |o: &Operand| -> Option<Value> {
+        match o {
+            Operand::Literal(v) => Some(v.clone()),
+            Operand::Current(steps) => select_steps(steps, node).cloned(),
+        }
+    };
+    match f {
+        Filter::Or(fs) => fs.iter().any(|f| matches(f, node)),
+        Filter::And(fs) => fs.iter().all(|f| matches(f, node)),
+        Filter::Not(f) => !matches(f, node),
+        Filter::Exists(steps) => select_steps(steps, node).is_some(),
+        Filter::Compare(a, op, b) => {
+            let (Some(a), Some(b)) = (resolve(a), resolve(b)) else {
+                return *op == CmpOp::Ne;
+            };
+            let ord = match (&a, &b) {
+                (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()),
+                (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+                _ if a == b => Some(std::cmp::Ordering::Equal),
+                _ => None,
+            };
+            use std::cmp::Ordering::*;
+            match op {
+                CmpOp::Eq => ord == Some(Equal),
+                CmpOp::Ne => ord != Some(Equal),
+                CmpOp::Lt => ord == Some(Less),
+                CmpOp::Le => matches!(ord, Some(Less | Equal)),
+                CmpOp::Gt => ord == Some(Greater),
+                CmpOp::Ge => matches!(ord, Some(Greater | Equal)),
+            }
+        }
+    }
+}
+
+/// Follows names and indices (a reference path's steps) from `node`.
+fn select_steps<'a>(steps: &[Step], node: &'a Value) -> Option<&'a Value> {
+    let mut cur = node;
+    for s in steps {
+        cur = match (s, cur) {
+            (Step::Field(f), Value::Object(m)) => m.get(f)?,
+            (Step::Index(n), Value::Array(a)) => a.get(usize::try_from(*n).ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 fn apply_step<'a>(s: &Step, n: &'a Value, out: &mut Vec<&'a Value>) {
@@ -332,6 +615,8 @@ fn apply_step<'a>(s: &Step, n: &'a Value, out: &mut Vec<&'a Value>) {
             }
         }
         (Step::DeepField(f), _) => deep(f, n, out, 0),
+        (Step::Filter(f), Value::Array(a)) => out.extend(a.iter().filter(|x| matches(f, x))),
+        (Step::Filter(f), Value::Object(m)) => out.extend(m.values().filter(|x| matches(f, x))),
         _ => {}
     }
 }
@@ -378,6 +663,34 @@ mod tests {
     }
 
     #[test]
+    fn filters_select_matching_children() {
+        let doc = json!({"users": [
+            {"name": "a", "status": 0, "age": 30},
+            {"name": "b", "status": 1, "age": 40},
+            {"name": "c", "status": 0}]});
+        let sel = |p: &str| Path::parse(p).unwrap().select(&doc).unwrap();
+        assert_eq!(sel("$.users[?(@.status == 0)].name"), json!(["a", "c"]));
+        assert_eq!(sel("$.users[?(@.age)].name"), json!(["a", "b"]));
+        assert_eq!(
+            sel("$.users[?(@.age > 35 || @.name == 'c')].name"),
+            json!(["b", "c"])
+        );
+        assert_eq!(
+            sel("$.users[?(@.status != 0 && !(@.age < 35))].name"),
+            json!(["b"])
+        );
+        assert_eq!(sel("$.users[?(@.name == \"a\")].age"), json!([30]));
+    }
+
+    #[test]
+    fn quoted_keys_unescape_only_their_own_quote() {
+        let doc = json!({"it's": 1, "a\\\"b": 2});
+        let sel = |p: &str| Path::parse(p).unwrap().select(&doc);
+        assert_eq!(sel("$['it\\'s']"), Some(json!(1)));
+        assert_eq!(sel("$['a\\\"b']"), Some(json!(2)));
+    }
+
+    #[test]
     fn inserts_creating_missing_objects() {
         let p = Path::parse_reference("$.a.b.c").unwrap();
         assert_eq!(
@@ -390,7 +703,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_paths() {
-        for bad in ["", "a.b", "$.", "$[", "$.a[?(@.x)]", "$..", "$ .a"] {
+        for bad in [
+            "",
+            "a.b",
+            "$.",
+            "$[",
+            "$.a[?(@.x ==)]",
+            "$.a[(@.length-1)]",
+            "$..",
+            "$ .a",
+        ] {
             assert!(Path::parse(bad).is_err(), "{bad}");
         }
     }

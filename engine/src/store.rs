@@ -24,6 +24,9 @@ pub struct Cursor {
     /// Set while a Wait state sleeps: when it wakes (so a restart does not wait again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_until: Option<DateTime<Utc>>,
+    /// The top-level scope's variables (`Assign`), when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<serde_json::Map<String, Value>>,
 }
 
 /// An execution as stored.

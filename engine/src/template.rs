@@ -4,7 +4,8 @@
 use serde_json::{Map, Value};
 
 use crate::intrinsics::{self, Call};
-use crate::path::{Path, Root};
+use crate::path::Path;
+use crate::vars::Vars;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Template {
@@ -28,22 +29,21 @@ impl Template {
     }
 
     /// Fills the template. Errors name the key and whether an intrinsic failed.
-    pub fn apply(&self, data: &Value, ctx: &Value) -> Result<Value, ApplyError> {
+    pub fn apply(&self, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<Value, ApplyError> {
         Ok(match self {
             Template::Literal(v) => v.clone(),
-            Template::Path(p) => {
-                let doc = if p.root == Root::Context { ctx } else { data };
-                p.select(doc).ok_or_else(|| {
-                    ApplyError::Path(format!(
-                        "the JSONPath '{p}' could not be found in the input"
-                    ))
-                })?
+            Template::Path(p) => p.resolve(data, ctx, vars).ok_or_else(|| {
+                ApplyError::Path(format!(
+                    "the JSONPath '{p}' could not be found in the input"
+                ))
+            })?,
+            Template::Call(c) => {
+                intrinsics::eval(c, data, ctx, vars).map_err(ApplyError::Intrinsic)?
             }
-            Template::Call(c) => intrinsics::eval(c, data, ctx).map_err(ApplyError::Intrinsic)?,
             Template::Object(fields) => {
                 let mut m = Map::with_capacity(fields.len());
                 for (k, t) in fields {
-                    let v = t.apply(data, ctx).map_err(|e| e.within(k))?;
+                    let v = t.apply(data, ctx, vars).map_err(|e| e.within(k))?;
                     m.insert(k.clone(), v);
                 }
                 Value::Object(m)
@@ -51,7 +51,7 @@ impl Template {
             Template::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|t| t.apply(data, ctx))
+                    .map(|t| t.apply(data, ctx, vars))
                     .collect::<Result<_, _>>()?,
             ),
         })

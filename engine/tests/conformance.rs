@@ -4,7 +4,7 @@
 //!
 //! Case shape: `{name, doc, definition, input, substitutions?, expect, expectHistory?}` with
 //! `expect` one of `{"output": ...}`, `{"status": "FAILED"|"TIMED_OUT", "error"?, "cause"?,
-//! "causeContains"?}`, `{"validationError": {"state"?, "field"?}}` (substring matches).
+//! "causeContains"?, "errorIsNull"?, "causeIsNull"?}`, `{"validationError": {"state"?, "field"?}}` (substring matches).
 //!
 //! Test resources every case may use (also as lambda:invoke FunctionName):
 //! - `arn:aws:lambda:us-east-1:123456789012:function:Echo` returns its input;
@@ -204,6 +204,12 @@ async fn run_case(case: &Value, store: Arc<dyn ExecutionStore>) -> Result<(), St
             && done.cause.as_deref() != Some(c)
         {
             return Err(format!("cause {:?} != expected {c:?}", done.cause));
+        }
+        if expect["errorIsNull"] == json!(true) && done.error.is_some() {
+            return Err(format!("expected no error, got {:?}", done.error));
+        }
+        if expect["causeIsNull"] == json!(true) && done.cause.is_some() {
+            return Err(format!("expected no cause, got {:?}", done.cause));
         }
         if let Some(c) = expect["causeContains"].as_str()
             && !done.cause.as_deref().unwrap_or("").contains(c)
@@ -686,4 +692,42 @@ async fn stores_from_before_checkpoint_rows_resume_and_keep_their_histories() {
     // Resumed at T: A did not run again.
     assert_eq!(kinds.iter().filter(|k| *k == "PassStateEntered").count(), 1);
     engine.shutdown().await;
+}
+
+/// Variables are part of the checkpoint: an execution stopped while a Wait sleeps resumes
+/// in a new engine with the variables it had assigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.db");
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"who.$": "$.who", "n": 1}, "Next": "W"},
+        "W": {"Type": "Wait", "Seconds": 2, "Next": "B"},
+        "B": {"Type": "Pass", "Parameters": {"who.$": "$who", "n.$": "$n"}, "End": true}}});
+    let arn = {
+        let engine = Engine::new(
+            Arc::new(SqliteExecutionStore::open(&path).unwrap()),
+            Arc::new(TestTasks::default()),
+        );
+        let sm = engine
+            .create_state_machine("vars", machine(def))
+            .await
+            .unwrap();
+        let arn = engine
+            .start_execution(&sm, None, json!({"who": "ada"}))
+            .await
+            .unwrap()
+            .execution_arn;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        engine.shutdown().await;
+        arn
+    };
+    let engine = Engine::new(
+        Arc::new(SqliteExecutionStore::open(&path).unwrap()),
+        Arc::new(TestTasks::default()),
+    );
+    assert_eq!(engine.resume_all().await.unwrap(), 1);
+    let d = engine.wait_for_completion(&arn).await.unwrap();
+    assert_eq!(d.status, ExecutionStatus::Succeeded, "{:?}", d.cause);
+    assert_eq!(d.output, Some(json!({"who": "ada", "n": 1})));
 }
