@@ -202,3 +202,21 @@ fn the_pretty_printer_keeps_asl_order_and_round_trips() {
     let next = text[register..].find("\"Next\"").unwrap();
     assert!(ty < next, "Type comes before Next");
 }
+
+#[test]
+fn a_jsonata_type_keeps_its_query_language_in_the_composed_workflow() {
+    let wf = json!({"QueryLanguage": "JSONata", "StartAt": "Echo", "States": {
+        "Echo": {"Type": "Task", "Resource": "${Echo}", "Arguments": {"n": "{% $states.input.input.n %}"},
+                 "Output": "{% {'result': $states.result} %}", "Next": "Check"},
+        "Check": {"Type": "Choice", "Choices": [{"Condition": "{% $states.input.result.n > 1 %}", "Next": "Done"}], "Default": "Done"},
+        "Done": {"Type": "Succeed"}
+    }});
+    let c = Catalog::new(vec![folder("echo", echo_def(), wf)], &rust_code()).unwrap();
+    let s = &c.workflow()["States"];
+    for name in ["echo.Echo", "echo.Check", "echo.Done"] {
+        assert_eq!(s[name]["QueryLanguage"], "JSONata", "{name}");
+    }
+    // The base states stay JSONPath; the composed machine is valid as a whole.
+    assert!(s["Register"].get("QueryLanguage").is_none());
+    assert_eq!(s["echo.Echo"]["Catch"][0]["Next"], "MarkFailed");
+}
