@@ -16,6 +16,7 @@ mod bench_load;
 mod client;
 mod demo;
 mod sam;
+mod scaffold;
 mod serve;
 
 use std::path::PathBuf;
@@ -60,9 +61,10 @@ enum Command {
         /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
         #[arg(long)]
         wait: bool,
-        /// Upload this file first and use it as the input's `source`.
-        #[arg(long)]
-        file: Option<PathBuf>,
+        /// Upload this file first and use it as the job's file input: `PATH` when the type has
+        /// one file input, `FIELD=PATH` to name it.
+        #[arg(long, value_name = "[FIELD=]PATH")]
+        file: Option<String>,
         /// With --wait: save the job's result files into this directory.
         #[arg(long, requires = "wait")]
         out: Option<PathBuf>,
@@ -126,6 +128,11 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Scaffold: `longhaul new job-type NAME --runtime python3.12|nodejs22.x|rust`.
+    New {
+        #[command(subcommand)]
+        command: scaffold::NewCommand,
+    },
     /// Write the AWS deployment (template.yaml, statemachine/job.asl.json and
     /// statemachine/job-types.json) from the job type folders.
     Sam(sam::SamArgs),
@@ -181,14 +188,12 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let c = Client::new(&client)?;
             let mut input = client::parse_input(&input)?;
-            if let Some(path) = &file {
-                let uploaded = c.upload(path, None).await?;
+            if let Some(arg) = &file {
+                let (field, path) = c.file_input(&job_type, arg).await?;
+                let uploaded = c.upload(&path, None).await?;
                 match &mut input {
                     serde_json::Value::Object(m) => {
-                        m.insert(
-                            "source".into(),
-                            serde_json::json!({"object": uploaded["object"]}),
-                        );
+                        m.insert(field, serde_json::json!({"object": uploaded["object"]}));
                     }
                     _ => anyhow::bail!("--input must be a JSON object to use --file"),
                 }
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> Result<i32> {
         } => Ok(longhaul_engine::cli::conformance(args).await),
         Command::Bench { command } => bench::run(command).await,
         Command::Sam(args) => sam::run(&args),
+        Command::New { command } => scaffold::run(&command),
         Command::Openapi { server_url } => {
             print!("{}", longhaul_api::openapi_yaml(&server_url));
             Ok(0)
