@@ -5,7 +5,7 @@ speaking to longhaul's /mcp in either era. tests/mcp.rs runs it; the README show
 
 Commands (each prints one JSON document on stdout):
     tools                       the protocol version and the tools
-    call NAME ARGS              a plain tools/call (no task)
+    call NAME ARGS              a tools/call (a task only if the server makes one)
     run NAME ARGS               the tool as a task, polled to its end
     start NAME ARGS             the tool as a task; prints the task handle
     cancel NAME ARGS            the tool as a task, then tasks/cancel, polled to its end
@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = Client(
         streamable_http_client(args.url, http_client=http),
         mode="auto" if modern else "legacy",
-        extensions=[Tasks(args.poll_seconds)] if modern else None,
+        extensions=[Tasks(args.poll_seconds)] if modern and not args.no_tasks else None,
         client_info=types.Implementation(name="longhaul-tests", version="1"),
     )
     out: dict[str, Any] = {}
@@ -284,6 +284,7 @@ def main() -> int:
     p.add_argument("--token", default=None, help="bearer token (none: send no Authorization)")
     p.add_argument("--era", choices=["modern", "legacy"], default="modern")
     p.add_argument("--poll-seconds", type=float, default=None, help="poll this often instead of the server's interval")
+    p.add_argument("--no-tasks", action="store_true", help="2026-07-28: do not declare the tasks extension")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("tools")
     for cmd in ("call", "run", "start", "cancel"):
