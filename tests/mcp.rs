@@ -501,3 +501,54 @@ fn result_files_come_back_as_resource_links_to_their_signed_urls() {
         assert_eq!(body.len() as u64, file["sizeBytes"].as_u64().unwrap());
     }
 }
+
+/// The README's MCP lines (the `.venv/bin/python tests/mcp/client.py` ones of "Use from an
+/// MCP client"), run as written with `LONGHAUL_URL` and `LONGHAUL_TOKEN` set.
+#[test]
+fn the_readme_mcp_commands_run_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Use from an MCP client"))
+        .expect("README has \"Use from an MCP client\"");
+    let lines: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with(".venv/bin/python tests/mcp/client.py"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{section}");
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir);
+    for line in lines {
+        let out = Command::new("sh")
+            .args(["-c", line])
+            .current_dir(root())
+            .env("LONGHAUL_URL", &server.url)
+            .env("LONGHAUL_TOKEN", ALICE)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{line}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value =
+            serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{line}: {e}: {stdout}"));
+        assert!(
+            v.get("error").is_none() && v.get("exception").is_none(),
+            "{line}: {v}"
+        );
+        if line.contains(" run ") {
+            assert_eq!(
+                v["result"]["structuredContent"]["status"], "SUCCEEDED",
+                "{line}: {v}"
+            );
+        } else {
+            assert!(
+                v["tools"].as_array().is_some_and(|t| t.len() > 4),
+                "{line}: {v}"
+            );
+        }
+    }
+    assert_eq!(job_ids(&rest(&server, ALICE)).len(), 2);
+}
