@@ -552,3 +552,122 @@ fn the_readme_mcp_commands_run_as_written() {
     }
     assert_eq!(job_ids(&rest(&server, ALICE)).len(), 2);
 }
+
+/// Runs tests/mcp/client.mjs (the TypeScript SDK, installed by `npm ci --prefix tests/mcp`).
+fn ts(server: &Server, token: &str, args: &[&str]) -> Value {
+    let sdk = root().join("tests/mcp/node_modules/@modelcontextprotocol/sdk");
+    assert!(
+        sdk.exists(),
+        "{} is missing: run npm ci --prefix tests/mcp (scripts/test does)",
+        sdk.display()
+    );
+    let url = format!("{}/mcp", server.url);
+    let out = Command::new("node")
+        .arg(root().join("tests/mcp/client.mjs"))
+        .args([url.as_str(), token])
+        .args(args)
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// A second client no one here wrote, and one whose task client is its own: the TypeScript
+/// SDK (2025-11-25) decides from `execution.taskSupport` to run a job tool as a task, polls
+/// `tasks/get` at the server's `pollInterval` and fetches `tasks/result`.
+#[test]
+fn the_typescript_sdk_runs_fails_and_cancels_jobs_as_tasks_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir);
+    let alice = rest(&server, ALICE);
+    let kinds = |out: &Value| -> Vec<String> {
+        out["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{out}"))
+            .iter()
+            .map(|m| m["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let out = ts(
+        &server,
+        ALICE,
+        &["run", "demo", r#"{"steps": 2, "stepSeconds": 1}"#],
+    );
+    assert_eq!(
+        (out["protocolVersion"].as_str(), &out["sessionId"]),
+        (Some("2025-11-25"), &Value::Null)
+    );
+    let k = kinds(&out);
+    assert_eq!(k.first().map(String::as_str), Some("taskCreated"), "{out}");
+    assert_eq!(k.last().map(String::as_str), Some("result"), "{out}");
+    let result = &out["messages"].as_array().unwrap().last().unwrap()["result"];
+    assert_eq!(result["structuredContent"]["status"], "SUCCEEDED", "{out}");
+    let id = result["structuredContent"]["jobId"].as_str().unwrap();
+    assert_eq!(
+        alice.get(&format!("/jobs/{id}")).body["status"],
+        "SUCCEEDED"
+    );
+
+    // A failed job is a failed task, and the SDK reports it as an error.
+    let out = ts(
+        &server,
+        ALICE,
+        &[
+            "run",
+            "demo",
+            r#"{"steps": 2, "stepSeconds": 0, "failAtStep": 1}"#,
+        ],
+    );
+    let messages = out["messages"].as_array().unwrap();
+    let last_status = messages
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "taskStatus")
+        .unwrap();
+    assert_eq!(last_status["task"]["status"], "failed", "{out}");
+    assert!(
+        last_status["task"]["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("failAtStep"),
+        "{out}"
+    );
+    assert_eq!(
+        kinds(&out).last().map(String::as_str),
+        Some("error"),
+        "{out}"
+    );
+
+    // Cancelled through the SDK's tasks/cancel: the job is CANCELLED; a second cancel is refused.
+    let out = ts(
+        &server,
+        ALICE,
+        &["cancel", "demo", r#"{"steps": 3, "stepSeconds": 30}"#],
+    );
+    assert_eq!(out["cancelled"]["status"], "cancelled", "{out}");
+    assert_eq!(out["task"]["status"], "cancelled", "{out}");
+    assert_eq!(out["cancelAgain"]["code"], -32602, "{out}");
+    let id = out["task"]["taskId"].as_str().unwrap();
+    assert_eq!(
+        alice.get(&format!("/jobs/{id}")).body["status"],
+        "CANCELLED"
+    );
+
+    // The four job tools are not tasks: a plain call.
+    let out = ts(&server, ALICE, &["call", "list_jobs", r#"{"limit": 10}"#]);
+    assert_eq!(
+        out["result"]["structuredContent"]["jobs"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "{out}"
+    );
+    // Refused credentials reach the SDK as a 401.
+    let out = ts(&server, "not-a-token-0123456789", &["tools"]);
+    assert_eq!(out["error"]["code"], 401, "{out}");
+}
