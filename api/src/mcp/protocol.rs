@@ -76,9 +76,9 @@ pub fn negotiate_legacy(requested: &str) -> &'static str {
 /// Decides the era of a request and runs the 2026-07-28 checks on modern ones.
 ///
 /// `initialize` always selects the legacy handshake. A request is modern when its `_meta`
-/// carries a protocol version, when its method is `server/discover`, or when its
-/// `MCP-Protocol-Version` header names a version that is not a legacy one; the rest are
-/// legacy (with the header's version, or 2025-03-26 without one).
+/// carries a protocol version that is not a legacy one, when its method is
+/// `server/discover`, or when its `MCP-Protocol-Version` header names a version that is not
+/// a legacy one; the rest are legacy (with the header's version, or 2025-03-26 without one).
 pub fn classify(
     method: &str,
     params: &Map<String, Value>,
@@ -92,7 +92,10 @@ pub fn classify(
     let header_version = single_header(headers, HEADER_PROTOCOL_VERSION)?;
     let meta = params.get("_meta").and_then(Value::as_object);
     let meta_version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION));
-    let modern = meta_version.is_some()
+    // A legacy client may name its (legacy) version in `_meta` too; that is no modern marker.
+    let meta_modern =
+        meta_version.is_some_and(|v| v.as_str().is_none_or(|v| !LEGACY_VERSIONS.contains(&v)));
+    let modern = meta_modern
         || method == "server/discover"
         || header_version
             .as_deref()
@@ -338,6 +341,18 @@ mod tests {
             &headers(&[("mcp-protocol-version", "2025-11-25")]),
         );
         assert!(era.unwrap().has_legacy_tasks());
+        // A legacy client that also names its version in _meta stays legacy.
+        let p = params(json!({"_meta": {META_PROTOCOL_VERSION: "2025-11-25"}}));
+        assert_eq!(
+            classify(
+                "tools/list",
+                &p,
+                &headers(&[("mcp-protocol-version", "2025-11-25")])
+            ),
+            Ok(Era::Legacy {
+                version: "2025-11-25"
+            })
+        );
     }
 
     #[test]
