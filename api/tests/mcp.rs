@@ -809,3 +809,50 @@ async fn the_lambda_serves_mcp_to_the_cognito_user() {
     let r = send(&app, rest_event(None, &call, headers)).await;
     assert_eq!(r.status, 401);
 }
+
+async fn metadata(app: &App) -> Resp {
+    let req = http::Request::builder()
+        .uri("/.well-known/oauth-protected-resource/mcp")
+        .header("host", "jobs.example:8443")
+        .body(Body::empty())
+        .unwrap();
+    send(app, req).await
+}
+
+#[tokio::test]
+async fn a_jwt_server_names_its_authorization_server_for_clients_that_sign_in_themselves() {
+    let jwt = longhaul_api::JwtAuth::with_keys(
+        "jwks.json",
+        jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+        "https://issuer.example/pool",
+        None,
+    );
+    let jwt_app = app_with(Arc::new(jwt));
+    let r = metadata(&jwt_app).await;
+    assert_eq!(r.status, 200, "no credentials needed: {}", r.body);
+    assert_eq!(r.body["resource"], "http://jobs.example:8443/mcp");
+    assert_eq!(
+        r.body["authorization_servers"],
+        json!(["https://issuer.example/pool"])
+    );
+    let expected = r#"Bearer resource_metadata="http://jobs.example:8443/.well-known/oauth-protected-resource/mcp""#;
+    let r = send(&jwt_app, post(None, &[("host", "jobs.example:8443")], "{}")).await;
+    assert_eq!(
+        (r.status, r.headers["www-authenticate"].to_str().unwrap()),
+        (401, expected)
+    );
+    let r = send(
+        &jwt_app,
+        post(Some("not.a.jwt"), &[("host", "jobs.example:8443")], "{}"),
+    )
+    .await;
+    assert_eq!(
+        r.headers["www-authenticate"].to_str().unwrap(),
+        format!("{expected}, error=\"invalid_token\"")
+    );
+    // A tokens file names no authorization server: no metadata, the plain challenge.
+    let app = app();
+    assert_eq!(metadata(&app).await.status, 404);
+    let r = send(&app, post(None, &[], "{}")).await;
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+}

@@ -17,7 +17,9 @@
 //!
 //! **Stateless, in both eras.** The route sits in the REST Router, so it has the same
 //! authentication (every request, as REST: 401 with `WWW-Authenticate`), owners, body
-//! limit (413) and timeout. A legacy `initialize` is answered without an `Mcp-Session-Id`:
+//! limit (413) and timeout. With an OAuth issuer (`--auth jwt`) the 401's challenge names
+//! the RFC 9728 protected resource metadata, served at [`METADATA_PATH`], as MCP's
+//! authorization spec asks, so a client can find where to sign in. A legacy `initialize` is answered without an `Mcp-Session-Id`:
 //! the 2025-11-25 transport lets a server use no sessions, and then no request needs
 //! memory of an earlier one — what a session would hold is in each request (the
 //! `MCP-Protocol-Version` header; a task is asked for per call with `params.task`; the
@@ -47,7 +49,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use longhaul_jobs::JobService;
 use serde_json::{Map, Value, json};
 
@@ -78,19 +80,72 @@ pub(crate) struct Call<'a> {
     pub era: &'a Era,
 }
 
+/// Where the protected resource metadata of `/mcp` is (RFC 9728's path-inserted form).
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+
 /// `/mcp`: POST carries JSON-RPC; GET and DELETE are refused with 405 once authenticated.
+/// Its protected resource metadata needs no credentials (clients read it to get some).
 pub fn routes() -> Router<ApiState> {
-    Router::new().route(PATH, post(post_message).get(no_stream).delete(no_stream))
+    Router::new()
+        .route(PATH, post(post_message).get(no_stream).delete(no_stream))
+        .route(METADATA_PATH, get(protected_resource_metadata))
+}
+
+/// RFC 9728 metadata: which authorization servers issue tokens for `/mcp`, so that an MCP
+/// client can sign in on its own. Only when the server has one (`--auth jwt`: its issuer);
+/// a tokens file names none, and then this is 404.
+async fn protected_resource_metadata(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Response {
+    let servers = state.auth.authorization_servers();
+    if servers.is_empty() {
+        return ApiError::not_found(
+            "no OAuth authorization server: this server takes the bearer tokens of its tokens file",
+        )
+        .into_response();
+    }
+    axum::Json(json!({
+        "resource": format!("{}{PATH}", crate::base_url(&headers)),
+        "authorization_servers": servers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": SERVER_NAME,
+    }))
+    .into_response()
+}
+
+/// A refused credential: the REST 401, whose challenge also names the protected resource
+/// metadata when there is an authorization server (MCP's authorization spec).
+fn unauthorized(state: &ApiState, headers: &HeaderMap, e: ApiError) -> Response {
+    let token_given = e.token_given;
+    let mut r = e.into_response();
+    if !state.auth.authorization_servers().is_empty() {
+        let mut challenge = format!(
+            "Bearer resource_metadata=\"{}{METADATA_PATH}\"",
+            crate::base_url(headers)
+        );
+        if token_given {
+            challenge.push_str(", error=\"invalid_token\"");
+        }
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    r
 }
 
 /// The legacy transport's GET (a server-to-client stream) and DELETE (end a session): this
 /// server sends nothing unasked and keeps no sessions.
-async fn no_stream(headers: HeaderMap, owner: Result<Owner, ApiError>) -> Response {
+async fn no_stream(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    owner: Result<Owner, ApiError>,
+) -> Response {
     if let Some(r) = foreign_origin(&headers) {
         return r;
     }
     if let Err(e) = owner {
-        return e.into_response();
+        return unauthorized(&state, &headers, e);
     }
     let mut r = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -114,7 +169,7 @@ async fn post_message(
     }
     let owner = match owner {
         Ok(Owner(o)) => o,
-        Err(e) => return e.into_response(),
+        Err(e) => return unauthorized(&state, &headers, e),
     };
     let (id, method, params) = match jsonrpc::parse(&body) {
         Ok(Incoming::Request { id, method, params }) => (id, method, params),
