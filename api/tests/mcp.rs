@@ -16,8 +16,8 @@ use longhaul_api::mcp::{
 use longhaul_api::{ApiState, Authenticator, CognitoClaimsAuth, TokensFileAuth, router};
 use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
 use longhaul_jobs::{
-    ExecutionRef, Job, JobError, JobService, JobStatus, JobTypes, Orchestrator, OrchestratorError,
-    Progress, ServiceConfig, TransitionPatch,
+    ExecutionRef, Job, JobError, JobService, JobStatus, Orchestrator, OrchestratorError, Progress,
+    ServiceConfig, TransitionPatch,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -63,7 +63,10 @@ fn app_config(auth: Arc<dyn Authenticator>, config: ServiceConfig) -> App {
         Arc::new(MemoryJobStore::new()),
         Arc::new(MemoryBlobStore::new()),
         Arc::new(NoopOrchestrator),
-        JobTypes::builtin(),
+        longhaul_steps::builtin_catalog()
+            .unwrap()
+            .job_types()
+            .clone(),
         config,
     ));
     App {
