@@ -11,7 +11,7 @@ import io
 def handler(event, context):
     tally = event["tally"]
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["word", "count"])
     writer.writerows(tally["counts"])
     top = [{"word": w, "count": n} for w, n in tally["counts"][: event["top"]]]
