@@ -131,7 +131,7 @@ fn files(name: &str, runtime: ScaffoldRuntime) -> Vec<(&'static str, String)> {
         "steps": {"Count": {"runtime": runtime.name(), "handler": handler, "timeoutSeconds": 660, "memoryMB": 256}}
     });
     let workflow = serde_json::json!({
-        "Comment": format!("{name}: one step. Add states here; a Task names a step of jobtype.json as \"${{StepName}}\"."),
+        "Comment": format!("{name}: one step. Add states here; a Task runs a step of jobtype.json by naming it as its Resource."),
         "StartAt": "Count",
         "States": {"Count": {"Type": "Task", "Resource": "${Count}", "End": true}}
     });
