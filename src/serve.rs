@@ -210,6 +210,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
             allow_insecure: args.allow_insecure_downloads,
             max_bytes: args.max_upload_bytes,
         },
+        job_retention: ServiceConfig::default().job_retention,
     };
     let steps = Arc::new(LocalSteps::new(&catalog, registry, step_ctx.clone()));
     let definition_text = match &args.definition {

@@ -35,6 +35,7 @@ impl Env {
             blobs: a.blobs.clone(),
             types: Arc::new(longhaul_lambda::job_types(&StepRegistry::all()).unwrap()),
             downloads: Default::default(),
+            job_retention: None,
         };
         (a, ctx)
     }

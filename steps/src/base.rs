@@ -141,7 +141,12 @@ async fn create_for_execution(
     let input = job_type
         .validate(&req.job.input)
         .map_err(|m| StepError::new("InvalidJobInput", m))?;
-    let mut job = Job::new(&owner, &req.job.job_type, input, Utc::now());
+    let now = Utc::now();
+    let mut job = Job::new(&owner, &req.job.job_type, input, now);
+    job.expires_at = ctx
+        .job_retention
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| now + d);
     job.job_id = execution.name.clone();
     job.execution = execution.clone();
     job.openai_file_id_refs = req.job.openai_file_id_refs.clone();

@@ -35,6 +35,9 @@ pub struct StepContext {
     pub blobs: Arc<dyn BlobStore>,
     pub types: Arc<JobTypes>,
     pub downloads: fetch::DownloadPolicy,
+    /// How long the records of jobs Register creates (scheduled runs) are kept, if limited;
+    /// startJob's own jobs get the service's.
+    pub job_retention: Option<std::time::Duration>,
 }
 
 /// A step's failure, as Step Functions sees it: an error name and a cause.
@@ -232,6 +235,7 @@ mod scaffold_tests {
             blobs: Arc::new(MemoryBlobStore::new()),
             types: Arc::new(JobTypes::empty()),
             downloads: Default::default(),
+            job_retention: None,
         };
         let job = Job::new("a", "t", json!({}), chrono::Utc::now());
         store.create(&job).await.unwrap();
