@@ -144,7 +144,10 @@ pub fn init_logging(format: LogFormat) {
 
 /// A server running in this process.
 pub struct RunningServer {
+    /// The URL clients reach it at (`--public-url`, else the local address).
     pub base_url: String,
+    /// The address it listens on.
+    pub local_url: String,
     /// The token created for a new tokens file (printed once), if one was created.
     pub new_token: Option<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -169,6 +172,7 @@ impl RunningServer {
 pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServer> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    warn_if_data_dir_would_be_committed(&args.data_dir);
     let data_dir_lock = lock_data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.addr)
         .await
@@ -278,6 +282,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
     });
 
     let app = longhaul_api::router(ApiState {
+        public_url: Some(base_url.clone()),
         service: service.clone(),
         auth,
     })
@@ -324,6 +329,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
 
     Ok(RunningServer {
         base_url,
+        local_url: format!("http://{addr}"),
         new_token,
         shutdown: shutdown_tx,
         task,
@@ -343,6 +349,32 @@ pub fn load_catalog(extra: &[PathBuf], registry: &StepRegistry) -> Result<Catalo
     let catalog = Catalog::new(folders, &registry.rust_code()).context("checking the job types")?;
     check_interpreters(&catalog).map_err(anyhow::Error::msg)?;
     Ok(catalog)
+}
+
+/// A warning when the data dir sits in a git work tree and is not ignored there: it holds
+/// the tokens file and the link-signing key, which one `git add .` would publish.
+pub fn warn_if_data_dir_would_be_committed(data_dir: &Path) {
+    let Ok(dir) = data_dir.canonicalize() else {
+        return;
+    };
+    let Some(root) = dir.ancestors().find(|a| a.join(".git").exists()) else {
+        return;
+    };
+    let ignored = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["check-ignore", "-q"])
+        .arg(&dir)
+        .status();
+    // 1: not ignored; 0: ignored; anything else (no git): say nothing we cannot back.
+    if matches!(ignored, Ok(s) if s.code() == Some(1)) {
+        eprintln!(
+            "warning: the data dir {} is inside the git work tree {} and not ignored: it holds your tokens and the link-signing key; add it to {}/.gitignore",
+            data_dir.display(),
+            root.display(),
+            root.display()
+        );
+    }
 }
 
 /// One server per data dir: two would run every execution twice. The lock is the kernel's
@@ -455,7 +487,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
         println!("  {token}");
     }
-    println!("longhaul listening on {}", server.base_url);
+    println!("longhaul listening on {}", server.local_url);
+    if server.base_url != server.local_url {
+        println!(
+            "public URL (signed links, the served spec): {}",
+            server.base_url
+        );
+    }
     tracing::info!(url = %server.base_url, data_dir = %args.data_dir.display(), "serving");
     server.wait().await
 }

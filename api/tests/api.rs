@@ -51,6 +51,7 @@ fn app(auth: Arc<dyn Authenticator>) -> axum::Router {
         ServiceConfig::default(),
     );
     router(ApiState {
+        public_url: None,
         service: Arc::new(service),
         auth,
     })

@@ -71,6 +71,7 @@ fn app_config(auth: Arc<dyn Authenticator>, config: ServiceConfig) -> App {
     ));
     App {
         router: router(ApiState {
+            public_url: None,
             service: service.clone(),
             auth,
         }),

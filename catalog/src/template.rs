@@ -56,8 +56,22 @@ pub fn template(catalog: &Catalog, root: &Path) -> Result<String, CatalogError> 
         )
         .ok();
     }
+    // The Rust functions' code is the lambda crate of the checkout `longhaul sam` runs in.
+    let rust_code_uri = format!(
+        "    CodeUri: {}",
+        quoted(&code_uri(Path::new("lambda"), root))
+    );
     let mut out = String::new();
     for line in BASE_TEMPLATE.lines() {
+        if line == "    CodeUri: lambda" {
+            out.push_str(if rust_code_uri == "    CodeUri: \"lambda\"" {
+                line
+            } else {
+                &rust_code_uri
+            });
+            out.push('\n');
+            continue;
+        }
         match line.trim().strip_prefix("# @generated ") {
             Some("step-functions") => out.push_str(&functions),
             Some("step-logs") => out.push_str(&logs),

@@ -3,6 +3,7 @@
 //! the use cases the API and CLI call. No AWS SDK and no SQLite here: adapters implement the
 //! ports (`longhaul-local`, `longhaul-aws`), entry points wire them.
 
+pub mod budget;
 pub mod contract;
 pub mod job;
 pub mod memory;
@@ -23,9 +24,9 @@ pub use ports::{
     attachment_disposition,
 };
 pub use service::{
-    CreateUploadRequest, JobList, JobService, ListParams, ServiceConfig, ServiceError,
-    StartJobRequest, UploadTicket,
+    CreateUploadRequest, GetParams, HistoryParams, JobList, JobService, ListParams, ServiceConfig,
+    ServiceError, StartJobRequest, UploadTicket,
 };
 pub use types::{InputCheck, JobType, JobTypeDef, JobTypeInfo, JobTypes, Runtime, StepDef};
-pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobView};
+pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobSummary, JobView};
 pub use workflow::{ExecutionStatusChange, WorkflowInput};

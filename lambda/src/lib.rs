@@ -120,6 +120,9 @@ pub fn api_state(
         config,
     ));
     Ok(ApiState {
+        public_url: std::env::var("LONGHAUL_PUBLIC_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
         service,
         auth: Arc::new(CognitoClaimsAuth),
     })

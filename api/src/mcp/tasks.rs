@@ -31,7 +31,7 @@ pub const JOB_TIMED_OUT: i64 = 2;
 const RESULT_WAIT: Duration = Duration::from_secs(20);
 
 /// Page size of `tasks/list`.
-const LIST_LIMIT: &str = "50";
+const LIST_LIMIT: u32 = 50;
 
 pub fn task_status(status: JobStatus) -> &'static str {
     match status {
@@ -44,26 +44,71 @@ pub fn task_status(status: JobStatus) -> &'static str {
 
 /// "queued", "running (40%)", "running: step 2 of 5 (40%)".
 pub fn progress_text(view: &JobView) -> String {
-    let what = view.progress.message.trim().trim_end_matches('.');
-    match view.status {
+    progress_words(view.status, &view.progress)
+}
+
+fn progress_words(status: JobStatus, progress: &longhaul_jobs::Progress) -> String {
+    let what = progress.message.trim().trim_end_matches('.');
+    match status {
         JobStatus::Queued => "queued".to_string(),
-        _ if what.is_empty() => format!("running ({}%)", view.progress.percent),
-        _ => format!("running: {what} ({}%)", view.progress.percent),
+        _ if what.is_empty() => format!("running ({}%)", progress.percent),
+        _ => format!("running: {what} ({}%)", progress.percent),
+    }
+}
+
+/// What a task shows of its job, from a job view (getJob) or a summary (listJobs).
+pub struct TaskState<'a> {
+    job_id: &'a str,
+    status: JobStatus,
+    message: &'a str,
+    progress: &'a longhaul_jobs::Progress,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    poll_after_seconds: Option<u32>,
+}
+
+impl<'a> From<&'a JobView> for TaskState<'a> {
+    fn from(v: &'a JobView) -> TaskState<'a> {
+        TaskState {
+            job_id: &v.job_id,
+            status: v.status,
+            message: &v.message,
+            progress: &v.progress,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            poll_after_seconds: v.poll_after_seconds,
+        }
+    }
+}
+
+impl<'a> From<&'a longhaul_jobs::JobSummary> for TaskState<'a> {
+    fn from(v: &'a longhaul_jobs::JobSummary) -> TaskState<'a> {
+        TaskState {
+            job_id: &v.job_id,
+            status: v.status,
+            message: &v.message,
+            progress: &v.progress,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            poll_after_seconds: (!v.status.is_terminal())
+                .then_some(longhaul_jobs::view::POLL_AFTER_SECONDS),
+        }
     }
 }
 
 /// The task a job is, with the era's field names (2026-07-28: `ttlMs`, `pollIntervalMs`;
 /// 2025-11-25: `ttl`, `pollInterval`).
-pub fn task_fields(call: &Call<'_>, view: &JobView) -> Map<String, Value> {
+pub fn task_fields<'a>(call: &Call<'_>, view: impl Into<TaskState<'a>>) -> Map<String, Value> {
+    let view: TaskState<'a> = view.into();
     let (ttl_key, poll_key) = if call.era.is_modern() {
         ("ttlMs", "pollIntervalMs")
     } else {
         ("ttl", "pollInterval")
     };
     let status_message = if view.status.is_terminal() {
-        view.message.clone()
+        view.message.to_string()
     } else {
-        progress_text(view)
+        progress_words(view.status, view.progress)
     };
     let ttl = call
         .service
@@ -190,7 +235,7 @@ pub async fn list(call: &Call<'_>, params: &Map<String, Value>) -> Result<Value,
         .list(
             call.owner,
             &ListParams {
-                limit: Some(LIST_LIMIT.into()),
+                limit: Some(LIST_LIMIT),
                 cursor,
                 ..Default::default()
             },

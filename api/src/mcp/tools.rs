@@ -240,16 +240,18 @@ async fn get_job(call: &Call<'_>, args: &Value) -> Result<Value, RpcError> {
 }
 
 async fn list_jobs(call: &Call<'_>, args: &Value) -> Result<Value, RpcError> {
-    let text_of = |k: &str| match &args[k] {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let params = ListParams {
-        status: text_of("status"),
-        job_type: text_of("type"),
-        limit: text_of("limit"),
-        cursor: text_of("cursor"),
+    // The arguments as the REST query takes them (the same checks and messages).
+    let mut query = Map::new();
+    for k in ["status", "type", "limit", "cursor"] {
+        match &args[k] {
+            Value::String(s) => query.insert(k.into(), Value::from(s.clone())),
+            Value::Number(n) => query.insert(k.into(), Value::from(n.to_string())),
+            _ => None,
+        };
+    }
+    let params: ListParams = match serde_json::from_value(Value::Object(query)) {
+        Ok(p) => p,
+        Err(e) => return service_failure(longhaul_jobs::ServiceError::BadRequest(e.to_string())),
     };
     let list = match call.service.list(call.owner, &params).await {
         Ok(l) => l,
