@@ -540,3 +540,76 @@ pub fn file_fields(schema: &Value) -> Vec<String> {
         .map(|(k, _)| k.clone())
         .collect()
 }
+
+/// `longhaul start`.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// Job type (see `longhaul types`).
+    pub job_type: String,
+    /// The job's input: JSON, or @FILE.
+    #[arg(long, default_value = "{}")]
+    pub input: String,
+    /// Idempotency key: a retried start returns the same job.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
+    #[arg(long)]
+    pub wait: bool,
+    /// Upload this file first and use it as the job's file input: `PATH` when the type has
+    /// one file input, `FIELD=PATH` to name it.
+    #[arg(long, value_name = "[FIELD=]PATH")]
+    pub file: Option<String>,
+    /// With --wait: save the job's result files into this directory.
+    #[arg(long, requires = "wait")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `longhaul start`: startJob (after uploading `--file`), then with `--wait` the job to its
+/// end; returns the exit code.
+pub async fn start_command(args: StartArgs) -> Result<i32> {
+    let c = Client::new(&args.client)?;
+    let mut input = parse_input(&args.input)?;
+    if let Some(arg) = &args.file {
+        let (field, path) = c.file_input(&args.job_type, arg).await?;
+        let uploaded = c.upload(&path, None).await?;
+        match &mut input {
+            Value::Object(m) => {
+                m.insert(field, json!({"object": uploaded["object"]}));
+            }
+            _ => bail!("--input must be a JSON object to use --file"),
+        }
+    }
+    let job = c
+        .start(&args.job_type, input, args.idempotency_key.as_deref())
+        .await?;
+    if !args.wait {
+        print_job(c.format, &job);
+        return Ok(0);
+    }
+    let id = job["jobId"].as_str().unwrap_or_default().to_string();
+    let job = c
+        .wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .await?;
+    if let Some(dir) = &args.out {
+        for saved in c.save_files(&job, dir).await? {
+            eprintln!("saved {}", saved.display());
+        }
+    }
+    print_job(c.format, &job);
+    Ok(exit_code_for(&job))
+}
+
+/// `longhaul get`: getJob, or with `wait` the job to its end; returns the exit code.
+pub async fn get_command(job_id: &str, wait: bool, client: &ClientArgs) -> Result<i32> {
+    let c = Client::new(client)?;
+    let job = if wait {
+        c.wait(job_id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .await?
+    } else {
+        c.get(job_id, 0).await?
+    };
+    print_job(c.format, &job);
+    Ok(if wait { exit_code_for(&job) } else { 0 })
+}

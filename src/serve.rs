@@ -186,10 +186,70 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         .to_string();
 
     let (auth, new_token) = build_auth(args, &addr).await?;
-
     let registry = StepRegistry::all();
     let catalog = load_catalog(&args.job_types, &registry)?;
+    let (store, blobs) = open_stores(args, &base_url)?;
+    let workflow = start_workflow(args, &catalog, registry, &store, &blobs).await?;
+    let config = ServiceConfig {
+        max_active_jobs_per_owner: args.max_active_jobs,
+        file_url_ttl: Duration::from_secs(args.file_url_ttl.clamp(1, 7 * 24 * 3600)),
+        max_upload_bytes: args.max_upload_bytes,
+        allow_insecure_downloads: args.allow_insecure_downloads,
+        ..ServiceConfig::default()
+    };
+    let service = Arc::new(JobService::new(
+        store.clone(),
+        blobs.clone(),
+        Arc::new(workflow.orchestrator),
+        catalog.job_types().clone(),
+        config,
+    ));
+    // Checked before anything is served: a bad schedule stops the start.
+    let schedules = load_schedules(args, &service)?;
+    recover(&workflow.engine, &store, &service).await?;
+    let scheduler = (!schedules.is_empty()).then(|| {
+        tracing::info!(count = schedules.len(), "schedules running");
+        longhaul_local::schedule::spawn(service.clone(), schedules, args.data_dir.clone())
+    });
 
+    let app = longhaul_api::router(ApiState {
+        public_url: Some(base_url.clone()),
+        service,
+        auth,
+    })
+    .merge(longhaul_local::files_router(blobs))
+    .merge(longhaul_local::console::console_router(
+        workflow.definition_text,
+    ));
+
+    let engine = workflow.engine;
+    let tracker = workflow.tracker;
+    let cleanup = async move {
+        if let Some(s) = scheduler {
+            s.abort();
+        }
+        engine.shutdown().await;
+        tracker.abort();
+        drop(data_dir_lock);
+    };
+    let (shutdown, task) = serve_until_stopped(listener, app, stop_on_signal, cleanup);
+    Ok(RunningServer {
+        base_url,
+        local_url: format!("http://{addr}"),
+        new_token,
+        shutdown,
+        task,
+    })
+}
+
+/// The job store and the file store in the data dir.
+fn open_stores(
+    args: &ServeArgs,
+    base_url: &str,
+) -> Result<(
+    Arc<longhaul_local::SqliteJobStore>,
+    Arc<longhaul_local::FsBlobStore>,
+)> {
     let store = Arc::new(
         longhaul_local::SqliteJobStore::open(&args.data_dir.join("jobs.db"))
             .context("opening the job store")?,
@@ -197,7 +257,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
     let signer = longhaul_local::UrlSigner::load_or_create(&args.data_dir.join("signing.key"))
         .context("loading the URL signing key")?;
     let blobs = Arc::new(
-        longhaul_local::FsBlobStore::open(&args.data_dir.join("blobs"), signer, &base_url)
+        longhaul_local::FsBlobStore::open(&args.data_dir.join("blobs"), signer, base_url)
             .context("opening the file store")?,
     );
     // Safe: the lock says no other server writes here; these are a killed process's writes.
@@ -206,6 +266,27 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         Ok(n) => tracing::info!(files = n, "removed unfinished writes of an earlier run"),
         Err(e) => tracing::warn!(error = %e, "removing unfinished writes of an earlier run"),
     }
+    Ok((store, blobs))
+}
+
+/// The workflow running in the embedded engine, and what shuts it down.
+struct Workflow {
+    engine: longhaul_engine::Engine,
+    orchestrator: EngineOrchestrator,
+    tracker: tokio::task::JoinHandle<()>,
+    /// What runs (the console draws it).
+    definition_text: String,
+}
+
+/// The engine over `engine.db` with the catalog's steps bound, the workflow registered (the
+/// composed one, or `--definition`) and the execution tracker running.
+async fn start_workflow(
+    args: &ServeArgs,
+    catalog: &Catalog,
+    registry: StepRegistry,
+    store: &Arc<longhaul_local::SqliteJobStore>,
+    blobs: &Arc<longhaul_local::FsBlobStore>,
+) -> Result<Workflow> {
     let step_ctx = StepContext {
         store: store.clone() as Arc<dyn JobStore>,
         blobs: blobs.clone() as Arc<dyn BlobStore>,
@@ -216,7 +297,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         },
         job_retention: ServiceConfig::default().job_retention,
     };
-    let steps = Arc::new(LocalSteps::new(&catalog, registry, step_ctx.clone()));
+    let steps = Arc::new(LocalSteps::new(catalog, registry, step_ctx.clone()));
     let definition_text = match &args.definition {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading the workflow definition {}", path.display()))?,
@@ -232,25 +313,16 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
     let orchestrator = EngineOrchestrator::with_steps(exec_store, steps, machine)
         .await
         .context("registering the workflow")?;
-    let tracker = orchestrator.spawn_tracker(step_ctx.clone());
-    let engine = orchestrator.engine().clone();
+    Ok(Workflow {
+        tracker: orchestrator.spawn_tracker(step_ctx),
+        engine: orchestrator.engine().clone(),
+        orchestrator,
+        definition_text,
+    })
+}
 
-    let config = ServiceConfig {
-        max_active_jobs_per_owner: args.max_active_jobs,
-        file_url_ttl: Duration::from_secs(args.file_url_ttl.clamp(1, 7 * 24 * 3600)),
-        max_upload_bytes: args.max_upload_bytes,
-        allow_insecure_downloads: args.allow_insecure_downloads,
-        ..ServiceConfig::default()
-    };
-    let service = Arc::new(JobService::new(
-        store.clone(),
-        blobs.clone(),
-        Arc::new(orchestrator),
-        catalog.job_types().clone(),
-        config,
-    ));
-
-    // Schedules are checked before anything is served: a bad one stops the start.
+/// `--schedule` and `--schedules-file`, each checked against the job types.
+fn load_schedules(args: &ServeArgs, service: &JobService) -> Result<Vec<Schedule>> {
     let mut schedules = Vec::new();
     for flag in &args.schedules {
         schedules.push(Schedule::from_flag(flag).map_err(anyhow::Error::msg)?);
@@ -258,14 +330,21 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
     if let Some(file) = &args.schedules_file {
         schedules.extend(Schedule::from_file(file).map_err(anyhow::Error::msg)?);
     }
-    longhaul_local::schedule::check(&schedules, &service).map_err(anyhow::Error::msg)?;
+    longhaul_local::schedule::check(&schedules, service).map_err(anyhow::Error::msg)?;
+    Ok(schedules)
+}
 
-    // Executions that were running when the server stopped continue where they were.
+/// After a stop: executions that were running go on where they were, and jobs accepted but
+/// never started (a crash between the two) start now.
+async fn recover(
+    engine: &longhaul_engine::Engine,
+    store: &longhaul_local::SqliteJobStore,
+    service: &JobService,
+) -> Result<()> {
     let resumed = engine.resume_all().await.context("resuming executions")?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed running executions");
     }
-    // Jobs accepted but never started (a crash between the two) are started now.
     let queued = store
         .list_queued_without_execution()
         .await
@@ -275,22 +354,20 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
             tracing::warn!(error = %e, "could not start a queued job");
         }
     }
+    Ok(())
+}
 
-    let scheduler = (!schedules.is_empty()).then(|| {
-        tracing::info!(count = schedules.len(), "schedules running");
-        longhaul_local::schedule::spawn(service.clone(), schedules, args.data_dir.clone())
-    });
-
-    let app = longhaul_api::router(ApiState {
-        public_url: Some(base_url.clone()),
-        service: service.clone(),
-        auth,
-    })
-    .merge(longhaul_local::files_router(blobs.clone()))
-    .merge(longhaul_local::console::console_router(
-        definition_text.clone(),
-    ));
-
+/// Serves `app` until a signal (when `stop_on_signal`) or the returned sender says stop;
+/// then gives requests a moment and runs `cleanup`.
+fn serve_until_stopped(
+    listener: TcpListener,
+    app: axum::Router,
+    stop_on_signal: bool,
+    cleanup: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<()>>,
+) {
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let stop = async move {
@@ -318,22 +395,10 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         {
             tracing::info!("closing requests still open");
         }
-        if let Some(s) = scheduler {
-            s.abort();
-        }
-        engine.shutdown().await;
-        tracker.abort();
-        drop(data_dir_lock);
+        cleanup.await;
         Ok(())
     });
-
-    Ok(RunningServer {
-        base_url,
-        local_url: format!("http://{addr}"),
-        new_token,
-        shutdown: shutdown_tx,
-        task,
-    })
+    (shutdown_tx, task)
 }
 
 /// The job types this server runs: the built-in ones, `./jobtypes/*` and each `--job-types`

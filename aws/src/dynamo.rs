@@ -23,8 +23,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use longhaul_jobs::job::apply_transition;
 use longhaul_jobs::job::{ExecutionRef, Job, JobStatus, Progress, TransitionPatch};
-use longhaul_jobs::memory::apply_transition;
 use longhaul_jobs::ports::{
     BlobStore, CreateOutcome, JobPage, JobStore, JobWatch, ListQuery, StoreError, TransitionOutcome,
 };

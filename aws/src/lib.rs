@@ -14,6 +14,7 @@
 mod dynamo;
 /// Test support: a moto server for the adapter and Lambda tests.
 #[doc(hidden)]
+#[cfg(feature = "test-support")]
 pub mod moto;
 mod s3;
 mod sfn;

@@ -4,8 +4,10 @@
 //! ports (`longhaul-local`, `longhaul-aws`), entry points wire them.
 
 pub mod budget;
+#[cfg(feature = "test-support")]
 pub mod contract;
 pub mod job;
+#[cfg(feature = "test-support")]
 pub mod memory;
 pub mod ports;
 pub mod schema;

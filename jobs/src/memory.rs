@@ -42,39 +42,6 @@ impl MemoryJobStore {
     }
 }
 
-/// Applies a status change to `job` if legal; shared by the in-memory and SQLite stores.
-pub fn apply_transition(
-    job: &mut Job,
-    to: JobStatus,
-    patch: TransitionPatch,
-    now: DateTime<Utc>,
-) -> bool {
-    if !job.status.can_move_to(to) {
-        return false;
-    }
-    job.status = to;
-    job.updated_at = now;
-    if to.is_terminal() {
-        job.finished_at = Some(now);
-    }
-    if let Some(p) = patch.progress {
-        job.progress = p;
-    }
-    if let Some(r) = patch.result {
-        job.result = Some(r);
-    }
-    if let Some(f) = patch.files {
-        job.files = f;
-    }
-    if let Some(e) = patch.error {
-        job.error = Some(e);
-    }
-    if let Some(x) = patch.execution {
-        job.execution = x;
-    }
-    true
-}
-
 #[async_trait]
 impl JobStore for MemoryJobStore {
     async fn create(&self, job: &Job) -> Result<CreateOutcome, StoreError> {
@@ -157,7 +124,7 @@ impl JobStore for MemoryJobStore {
             let Some(job) = g.jobs.get_mut(job_id) else {
                 return Ok(TransitionOutcome::NotFound);
             };
-            if apply_transition(job, to, patch, now) {
+            if crate::job::apply_transition(job, to, patch, now) {
                 TransitionOutcome::Applied(Box::new(job.clone()))
             } else {
                 return Ok(TransitionOutcome::Rejected(Box::new(job.clone())));
@@ -233,38 +200,6 @@ impl MemoryBlobStore {
     }
 }
 
-/// Checks an object key: `/`-separated segments of `[A-Za-z0-9._-]`, no `.` or `..`
-/// segment, nothing empty, not absolute, at most 512 bytes.
-pub fn validate_key(key: &str) -> Result<(), BlobError> {
-    let bad = |reason: &str| {
-        Err(BlobError::InvalidKey {
-            key: key.chars().take(100).collect(),
-            reason: reason.to_string(),
-        })
-    };
-    if key.is_empty() || key.len() > 512 {
-        return bad("must be 1 to 512 bytes");
-    }
-    if key.starts_with('/') {
-        return bad("must be relative");
-    }
-    for seg in key.split('/') {
-        if seg.is_empty() {
-            return bad("has an empty segment");
-        }
-        if seg == "." || seg == ".." {
-            return bad("has a '.' or '..' segment");
-        }
-        if !seg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        {
-            return bad("may hold only letters, digits, '.', '-', '_' and '/'");
-        }
-    }
-    Ok(())
-}
-
 fn expiry(ttl: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15))
 }
@@ -272,14 +207,14 @@ fn expiry(ttl: Duration) -> DateTime<Utc> {
 #[async_trait]
 impl BlobStore for MemoryBlobStore {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         self.lock()?
             .insert(key.to_string(), (bytes, content_type.to_string()));
         Ok(())
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         let g = self.lock()?;
         let (bytes, _) = g
             .get(key)
@@ -301,7 +236,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         Ok(self.lock()?.get(key).map(|(b, ct)| BlobMeta {
             size_bytes: b.len() as u64,
             content_type: Some(ct.clone()),
@@ -309,7 +244,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         self.lock()?.remove(key);
         Ok(())
     }
@@ -345,7 +280,7 @@ impl BlobStore for MemoryBlobStore {
         _content_type: &str,
         ttl: Duration,
     ) -> Result<SignedUrl, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         let expires_at = expiry(ttl);
         Ok(SignedUrl {
             url: format!("memory://{key}?exp={}", expires_at.timestamp()),
@@ -360,7 +295,7 @@ impl BlobStore for MemoryBlobStore {
         _content_type: &str,
         ttl: Duration,
     ) -> Result<SignedUrl, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         let expires_at = expiry(ttl);
         Ok(SignedUrl {
             url: format!(

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use longhaul_jobs::memory::validate_key;
+use longhaul_jobs::ports::validate_key;
 use longhaul_jobs::{BlobError, BlobMeta, BlobStore, SignedUrl};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};

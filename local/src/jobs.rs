@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use longhaul_engine::sqlite::GroupCommitWriter;
-use longhaul_jobs::memory::apply_transition;
+use longhaul_jobs::job::apply_transition;
 use longhaul_jobs::watch::Watchers;
 use longhaul_jobs::{
     CreateOutcome, ExecutionRef, Job, JobPage, JobStatus, JobStore, JobWatch, ListQuery, Progress,
