@@ -359,23 +359,72 @@ fn push_key_field(key: &mut Vec<u8>, field: &[u8]) {
     };
     if plain {
         // ASCII with no space at either end: already its own trimmed text.
-        key.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        push_length(key, field.len());
         key.extend_from_slice(field);
         return;
     }
     let text = String::from_utf8_lossy(field);
     let t = text.trim().as_bytes();
-    key.extend_from_slice(&(t.len() as u32).to_le_bytes());
+    push_length(key, t.len());
     key.extend_from_slice(t);
+}
+
+/// A field's length in a key: one byte below 255 (keys stay short, so hashing and comparing
+/// them is cheap), else 255 and four bytes.
+#[inline]
+fn push_length(key: &mut Vec<u8>, len: usize) {
+    match u8::try_from(len) {
+        Ok(n) if n < u8::MAX => key.push(n),
+        _ => {
+            key.push(u8::MAX);
+            key.extend_from_slice(&(len as u32).to_le_bytes());
+        }
+    }
 }
 
 fn decode_key(mut k: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
-    while k.len() >= 4 {
-        let n = u32::from_le_bytes([k[0], k[1], k[2], k[3]]) as usize;
-        let end = (4 + n).min(k.len());
-        out.push(String::from_utf8_lossy(&k[4..end]).into_owned());
-        k = &k[end..];
+    while let Some((&n, rest)) = k.split_first() {
+        let (n, rest) = match (n, rest.split_first_chunk::<4>()) {
+            (u8::MAX, Some((long, rest))) => (u32::from_le_bytes(*long) as usize, rest),
+            _ => (usize::from(n), rest),
+        };
+        let end = n.min(rest.len());
+        out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+        k = &rest[end..];
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_to_their_trimmed_fields_whatever_their_length() {
+        let long = "x".repeat(300);
+        let fields: [&[u8]; 6] = [
+            b"north",
+            b"",
+            b"  padded\t",
+            long.as_bytes(),
+            "\u{a0}Zürich ".as_bytes(),
+            b"bad \xff utf-8",
+        ];
+        let mut key = Vec::new();
+        for f in fields {
+            push_key_field(&mut key, f);
+        }
+        assert_eq!(
+            decode_key(&key),
+            [
+                "north".to_string(),
+                String::new(),
+                "padded".to_string(),
+                long.clone(),
+                "Zürich".to_string(),
+                "bad \u{fffd} utf-8".to_string()
+            ]
+        );
+    }
 }
