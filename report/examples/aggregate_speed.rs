@@ -1,11 +1,12 @@
-//! Times plan and aggregate over a generated CSV in one thread (a profiling aid; the
-//! benchmark is `longhaul bench csv`). `cargo run --release -p longhaul-report --example
-//! aggregate_speed -- MEGABYTES`
+//! Times plan, aggregate and merge over a generated CSV in one thread: a profiling aid for
+//! the computation alone (the benchmark is `longhaul bench csv`). `cargo run --release -p
+//! longhaul-report --example aggregate_speed -- MEGABYTES [quoted]`; with `quoted` every
+//! row's last field is quoted and holds a comma (the csv-core path).
 use std::time::Instant;
 
 use longhaul_report::{Planner, ReportSpec, aggregate, merge};
 
-fn generate(megabytes: u64) -> Vec<u8> {
+fn generate(megabytes: u64, quoted: bool) -> Vec<u8> {
     let mut w = Vec::with_capacity((megabytes << 20) as usize + 100);
     w.extend_from_slice(b"id,region,product,channel,amount,note\n");
     let regions = [
@@ -20,13 +21,17 @@ fn generate(megabytes: u64) -> Vec<u8> {
         use std::io::Write;
         writeln!(
             w,
-            "{rows},{},p{:02},{},{}.{:02},order {}",
+            "{rows},{},p{:02},{},{}.{:02},{}",
             regions[(x % 10) as usize],
             (x >> 8) % 25,
             channels[((x >> 16) % 3) as usize],
             (x >> 24) % 10_000,
             (x >> 40) % 100,
-            x % 1_000_000
+            if quoted {
+                format!("\"order, {}\"", x % 1_000_000)
+            } else {
+                format!("order {}", x % 1_000_000)
+            }
         )
         .unwrap();
         rows += 1;
@@ -39,7 +44,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(256);
-    let data = generate(mb);
+    let quoted = std::env::args().nth(2).as_deref() == Some("quoted");
+    let data = generate(mb, quoted);
     let spec: ReportSpec = serde_json::from_value(serde_json::json!({
         "source": {"object": "x"}, "groupBy": ["region", "product", "channel"],
         "metrics": [{"op": "count"}, {"op": "sum", "column": "amount"}, {"op": "mean", "column": "amount"},
