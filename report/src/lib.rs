@@ -5,7 +5,8 @@
 //!    `chunk_bytes` that start and end on record boundaries (quoted fields may hold
 //!    newlines, so a cut is only made at a newline outside quotes).
 //! 2. [`aggregate`] groups and sums one range into a [`Partial`] (small: one entry per
-//!    group, never rows).
+//!    group, never rows). It splits records exactly as the `csv` crate would, but takes
+//!    quote-free records apart where they lie, without copying them.
 //! 3. [`merge`] combines the partials exactly (means from sums and counts), sorts, and
 //!    writes `report.csv`; [`chart::bar_chart_png`] draws the top groups.
 //!
