@@ -12,14 +12,14 @@ use crate::{MetricOp, ReportError, ReportSpec};
 use number::{Number, parse_number, plain_edge};
 use records::{Record, Records};
 
-/// Running totals of one metric in one group.
+/// Running totals of one value column in one group; every metric over that column (sum,
+/// mean, min, max) is derived from them and the group's row count.
 ///
 /// Sums of plain decimals (at most 9 fraction digits) are kept exactly, in units of 10^-9,
 /// so the answer does not depend on how the file was cut (float addition is not
 /// associative); other numbers fall back to f64.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Acc {
-    pub n: u64,
+pub struct Totals {
     pub sum: f64,
     /// The exact sum in 10^-9 units, while every value was a plain decimal.
     #[serde(default)]
@@ -28,27 +28,26 @@ pub struct Acc {
     pub max: f64,
 }
 
-impl Default for Acc {
-    fn default() -> Self {
-        Acc {
-            n: 0,
-            sum: 0.0,
-            exact: Some(0),
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-        }
+impl Totals {
+    pub(crate) const EMPTY: Totals = Totals {
+        sum: 0.0,
+        exact: Some(0),
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    #[inline]
+    fn add(&mut self, (x, fixed): Number) {
+        self.sum += x;
+        self.exact = match (self.exact, fixed) {
+            (Some(a), Some(b)) => a.checked_add(b),
+            _ => None,
+        };
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
     }
-}
 
-pub(crate) const NANO: i128 = 1_000_000_000;
-
-pub(crate) fn nano_to_f64(e: i128) -> f64 {
-    (e / NANO) as f64 + (e % NANO) as f64 / NANO as f64
-}
-
-impl Acc {
-    pub(crate) fn merge(&mut self, o: &Acc) {
-        self.n += o.n;
+    pub(crate) fn merge(&mut self, o: &Totals) {
         self.sum += o.sum;
         self.exact = match (self.exact, o.exact) {
             (Some(a), Some(b)) => a.checked_add(b),
@@ -58,9 +57,25 @@ impl Acc {
         self.max = self.max.max(o.max);
     }
 
+    /// The sum: exact when every value was a plain decimal.
     pub(crate) fn total(&self) -> f64 {
         self.exact.map_or(self.sum, nano_to_f64)
     }
+}
+
+pub(crate) const NANO: i128 = 1_000_000_000;
+
+pub(crate) fn nano_to_f64(e: i128) -> f64 {
+    (e / NANO) as f64 + (e % NANO) as f64 / NANO as f64
+}
+
+/// One group of a range: its key, how many rows it has, and one [`Totals`] per value
+/// column (in the order of [`value_columns`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub key: Vec<String>,
+    pub rows: u64,
+    pub totals: Vec<Totals>,
 }
 
 /// What one range contributes.
@@ -71,19 +86,47 @@ pub struct Partial {
     pub rows_skipped: u64,
     /// The first few line numbers of skipped rows.
     pub skipped_lines: Vec<u64>,
-    /// Group key → one accumulator per metric.
-    pub groups: Vec<(Vec<String>, Vec<Acc>)>,
+    pub groups: Vec<Group>,
+}
+
+/// The columns the metrics read, each once however many metrics read it, in the order
+/// they are first named (`count` reads none: it counts rows); and, for each metric, its
+/// column's place in that list (None for `count`).
+pub(crate) fn value_columns(
+    spec: &ReportSpec,
+) -> Result<(Vec<&str>, Vec<Option<usize>>), ReportError> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut slots = Vec::with_capacity(spec.metrics.len());
+    for m in &spec.metrics {
+        slots.push(match (m.op, m.column.as_deref()) {
+            (MetricOp::Count, _) => None,
+            (_, Some(c)) => Some(match names.iter().position(|n| *n == c) {
+                Some(i) => i,
+                None => {
+                    names.push(c);
+                    names.len() - 1
+                }
+            }),
+            (op, None) => {
+                return Err(ReportError::Spec(format!(
+                    "the {op:?} metric needs a column"
+                )));
+            }
+        });
+    }
+    Ok((names, slots))
 }
 
 pub(crate) const MAX_SKIPPED_LINES: usize = 10;
 
-/// Column positions of the spec's columns.
+/// Column positions of the spec's group and filter columns.
 struct Columns {
     group: Vec<usize>,
-    metric: Vec<Option<usize>>,
     filter: Vec<usize>,
 }
 
+/// Finds the spec's columns in the header (metric columns are only checked here), naming
+/// the first that is missing.
 fn columns(spec: &ReportSpec, header: &[String]) -> Result<Columns, ReportError> {
     let find = |c: &str| {
         header
@@ -94,17 +137,16 @@ fn columns(spec: &ReportSpec, header: &[String]) -> Result<Columns, ReportError>
                 known: header.join(", "),
             })
     };
+    let group = spec
+        .group_by
+        .iter()
+        .map(|c| find(c))
+        .collect::<Result<_, _>>()?;
+    for c in spec.metrics.iter().filter_map(|m| m.column.as_deref()) {
+        find(c)?;
+    }
     Ok(Columns {
-        group: spec
-            .group_by
-            .iter()
-            .map(|c| find(c))
-            .collect::<Result<_, _>>()?,
-        metric: spec
-            .metrics
-            .iter()
-            .map(|m| m.column.as_deref().map(find).transpose())
-            .collect::<Result<_, _>>()?,
+        group,
         filter: spec
             .filter
             .iter()
@@ -127,7 +169,7 @@ pub fn aggregate(
 ) -> Result<Partial, ReportError> {
     let cols = columns(spec, header)?;
     let delimiter = spec.delimiter_byte().map_err(ReportError::Spec)?;
-    let values = ValueColumns::new(spec, &cols)?;
+    let values = ValueColumns::new(spec, header)?;
     let keep = cols
         .group
         .iter()
@@ -173,40 +215,31 @@ pub fn aggregate(
         }
         groups.add(&key, &parsed);
     }
-    out.groups = groups.into_partial_groups(&values);
+    out.groups = groups.into_partial_groups();
     Ok(out)
 }
 
-/// The columns the metrics read, each parsed once per row however many metrics read it
-/// (`count` reads none: it counts rows).
+/// The header positions of the value columns, each parsed once per row.
 struct ValueColumns {
     columns: Vec<usize>,
-    /// Metric → its position in `columns` (None for `count`).
-    slot: Vec<Option<usize>>,
 }
 
 impl ValueColumns {
-    fn new(spec: &ReportSpec, cols: &Columns) -> Result<ValueColumns, ReportError> {
-        let mut wanted = Vec::with_capacity(spec.metrics.len());
-        for (m, c) in spec.metrics.iter().zip(&cols.metric) {
-            wanted.push(match (m.op, c) {
-                (MetricOp::Count, _) => None,
-                (_, Some(c)) => Some(*c),
-                (op, None) => {
-                    return Err(ReportError::Spec(format!(
-                        "the {op:?} metric needs a column"
-                    )));
-                }
-            });
-        }
-        let mut columns: Vec<usize> = wanted.iter().flatten().copied().collect();
-        columns.sort_unstable();
-        columns.dedup();
-        let slot = wanted
+    fn new(spec: &ReportSpec, header: &[String]) -> Result<ValueColumns, ReportError> {
+        let (names, _) = value_columns(spec)?;
+        let columns = names
             .iter()
-            .map(|c| c.and_then(|c| columns.binary_search(&c).ok()))
-            .collect();
-        Ok(ValueColumns { columns, slot })
+            .map(|n| {
+                header
+                    .iter()
+                    .position(|h| h == n)
+                    .ok_or_else(|| ReportError::UnknownColumn {
+                        column: n.to_string(),
+                        known: header.join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ValueColumns { columns })
     }
 
     /// Parses the row's value columns; false when one is not a number (the row is skipped).
@@ -219,36 +252,6 @@ impl ValueColumns {
             }
         }
         true
-    }
-}
-
-/// Running totals of one value column in one group; every metric over that column is
-/// derived from them.
-#[derive(Debug, Clone, Copy)]
-struct Totals {
-    sum: f64,
-    exact: Option<i128>,
-    min: f64,
-    max: f64,
-}
-
-impl Totals {
-    const EMPTY: Totals = Totals {
-        sum: 0.0,
-        exact: Some(0),
-        min: f64::INFINITY,
-        max: f64::NEG_INFINITY,
-    };
-
-    #[inline]
-    fn add(&mut self, (x, fixed): Number) {
-        self.sum += x;
-        self.exact = match (self.exact, fixed) {
-            (Some(a), Some(b)) => a.checked_add(b),
-            _ => None,
-        };
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
     }
 }
 
@@ -295,38 +298,16 @@ impl Groups {
         }
     }
 
-    /// One accumulator per metric for each group, in the order the groups were met.
-    fn into_partial_groups(self, values: &ValueColumns) -> Vec<(Vec<String>, Vec<Acc>)> {
+    /// The groups, in the order they were met.
+    fn into_partial_groups(self) -> Vec<Group> {
+        let width = self.width;
         self.keys
             .iter()
             .enumerate()
-            .map(|(g, key)| {
-                let n = self.rows[g];
-                let accs = values
-                    .slot
-                    .iter()
-                    .map(|slot| match slot {
-                        // count: as if 1 had been added for each row.
-                        None => Acc {
-                            n,
-                            sum: n as f64,
-                            exact: i128::from(n).checked_mul(NANO),
-                            min: 1.0,
-                            max: 1.0,
-                        },
-                        Some(s) => {
-                            let t = self.totals[g * self.width + s];
-                            Acc {
-                                n,
-                                sum: t.sum,
-                                exact: t.exact,
-                                min: t.min,
-                                max: t.max,
-                            }
-                        }
-                    })
-                    .collect();
-                (decode_key(key), accs)
+            .map(|(g, key)| Group {
+                key: decode_key(key),
+                rows: self.rows[g],
+                totals: self.totals[g * width..(g + 1) * width].to_vec(),
             })
             .collect()
     }

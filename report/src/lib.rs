@@ -19,7 +19,7 @@ mod merge;
 mod plan;
 mod spec;
 
-pub use aggregate::{Acc, Partial, aggregate, check_columns};
+pub use aggregate::{Group, Partial, Totals, aggregate, check_columns};
 pub use merge::{Report, merge};
 pub use plan::{Chunk, Plan, Planner, read_header};
 pub use spec::{Filter, FilterOp, Metric, MetricOp, ReportSpec, Source};

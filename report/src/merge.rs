@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::aggregate::{Acc, MAX_SKIPPED_LINES, NANO, Partial, nano_to_f64};
+use crate::aggregate::{MAX_SKIPPED_LINES, NANO, Partial, Totals, nano_to_f64, value_columns};
 use crate::{Metric, MetricOp, ReportError, ReportSpec};
 
 /// The merged report.
@@ -18,33 +18,25 @@ pub struct Report {
     pub sort_metric: String,
 }
 
-fn final_value(op: MetricOp, a: &Acc) -> f64 {
-    match op {
-        MetricOp::Count => a.n as f64,
-        MetricOp::Sum => a.total(),
-        MetricOp::Mean => match (a.n, a.exact) {
-            (0, _) => 0.0,
+/// A metric's value for a group of `n` rows whose column totals are `t` (`count` reads
+/// none).
+fn final_value(op: MetricOp, n: u64, t: Option<&Totals>) -> f64 {
+    match (op, t) {
+        (MetricOp::Count, _) => n as f64,
+        // No column (refused by value_columns), or no rows (totals of an empty file).
+        (_, None) => 0.0,
+        (_, Some(_)) if n == 0 => 0.0,
+        (MetricOp::Sum, Some(t)) => t.total(),
+        (MetricOp::Mean, Some(t)) => match t.exact {
             // Exact division first, so the mean too does not depend on the cut.
-            (n, Some(e)) => {
+            Some(e) => {
                 let n = i128::from(n);
                 nano_to_f64(e / n) + (e % n) as f64 / (n as f64 * NANO as f64)
             }
-            (n, None) => a.sum / n as f64,
+            None => t.sum / n as f64,
         },
-        MetricOp::Min => {
-            if a.n == 0 {
-                0.0
-            } else {
-                a.min
-            }
-        }
-        MetricOp::Max => {
-            if a.n == 0 {
-                0.0
-            } else {
-                a.max
-            }
-        }
+        (MetricOp::Min, Some(t)) => t.min,
+        (MetricOp::Max, Some(t)) => t.max,
     }
 }
 
@@ -66,16 +58,19 @@ fn csv_number(op: MetricOp, x: f64) -> String {
     }
 }
 
-/// The partials summed: every group's accumulators, and the row counts.
+/// A group's rows and the totals of each value column.
+type Sums = (u64, Vec<Totals>);
+
+/// The partials summed: every group's rows and totals, and the row counts.
 struct Combined {
-    groups: HashMap<Vec<String>, Vec<Acc>>,
+    groups: HashMap<Vec<String>, Sums>,
     rows_read: u64,
     rows_skipped: u64,
     /// The first skipped lines of the file, in order.
     skipped_lines: Vec<u64>,
 }
 
-fn combine(spec: &ReportSpec, partials: &[Partial]) -> Combined {
+fn combine(partials: &[Partial], width: usize, totals_only: bool) -> Result<Combined, ReportError> {
     let mut c = Combined {
         groups: HashMap::new(),
         rows_read: 0,
@@ -86,23 +81,34 @@ fn combine(spec: &ReportSpec, partials: &[Partial]) -> Combined {
         c.rows_read += p.rows_read;
         c.rows_skipped += p.rows_skipped;
         c.skipped_lines.extend_from_slice(&p.skipped_lines);
-        for (k, accs) in &p.groups {
-            match c.groups.get_mut(k) {
-                Some(existing) => existing.iter_mut().zip(accs).for_each(|(a, b)| a.merge(b)),
+        for g in &p.groups {
+            if g.totals.len() != width {
+                return Err(ReportError::Spec(format!(
+                    "a partial has {} value column(s) per group where the spec has {width}",
+                    g.totals.len()
+                )));
+            }
+            match c.groups.get_mut(&g.key) {
+                Some((rows, totals)) => {
+                    *rows += g.rows;
+                    totals
+                        .iter_mut()
+                        .zip(&g.totals)
+                        .for_each(|(a, b)| a.merge(b));
+                }
                 None => {
-                    c.groups.insert(k.clone(), accs.clone());
+                    c.groups.insert(g.key.clone(), (g.rows, g.totals.clone()));
                 }
             }
         }
     }
     // With no groupBy there is one row of totals, even over no rows.
-    if spec.group_by.is_empty() && c.groups.is_empty() {
-        c.groups
-            .insert(Vec::new(), vec![Acc::default(); spec.metrics.len()]);
+    if totals_only && c.groups.is_empty() {
+        c.groups.insert(Vec::new(), (0, vec![Totals::EMPTY; width]));
     }
     c.skipped_lines.sort_unstable();
     c.skipped_lines.truncate(MAX_SKIPPED_LINES);
-    c
+    Ok(c)
 }
 
 /// One line of the report: the group's key and one value per metric.
@@ -111,17 +117,18 @@ type Row = (Vec<String>, Vec<f64>);
 /// The groups' final values, sorted by the sort metric (then by key, so ties are stable).
 fn sorted_rows(
     spec: &ReportSpec,
-    groups: HashMap<Vec<String>, Vec<Acc>>,
+    groups: HashMap<Vec<String>, Sums>,
+    slots: &[Option<usize>],
     sort_idx: usize,
 ) -> Vec<Row> {
     let mut rows: Vec<Row> = groups
         .into_iter()
-        .map(|(k, accs)| {
+        .map(|(k, (n, totals))| {
             let v = spec
                 .metrics
                 .iter()
-                .zip(&accs)
-                .map(|(m, a)| final_value(m.op, a))
+                .zip(slots)
+                .map(|(m, slot)| final_value(m.op, n, slot.map(|s| &totals[s])))
                 .collect();
             (k, v)
         })
@@ -192,7 +199,8 @@ fn chart_bars(spec: &ReportSpec, rows: &[Row], sort_idx: usize) -> Vec<(String, 
 
 /// Merges the partials into the report.
 pub fn merge(spec: &ReportSpec, partials: &[Partial]) -> Result<Report, ReportError> {
-    let combined = combine(spec, partials);
+    let (value_names, slots) = value_columns(spec)?;
+    let combined = combine(partials, value_names.len(), spec.group_by.is_empty())?;
     let names: Vec<String> = spec.metrics.iter().map(Metric::name).collect();
     let sort_metric = spec.sort_by.clone().unwrap_or_else(|| names[0].clone());
     let sort_idx = names
@@ -204,7 +212,7 @@ pub fn merge(spec: &ReportSpec, partials: &[Partial]) -> Result<Report, ReportEr
                 names.join(", ")
             ))
         })?;
-    let rows = sorted_rows(spec, combined.groups, sort_idx);
+    let rows = sorted_rows(spec, combined.groups, &slots, sort_idx);
     let mut head: Vec<String> = spec.group_by.clone();
     head.extend(names.iter().cloned());
     let csv = write_csv(spec, &head, &rows)?;
