@@ -408,4 +408,35 @@ mod tests {
             ]
         );
     }
+
+    /// However a key's fields are spelled (padded, non-ASCII, exactly 16 bytes, longer), one
+    /// group per key text: the short and the long keys never hold the same group twice.
+    #[test]
+    fn each_group_is_found_once_whatever_its_spelling() {
+        let spec: ReportSpec = serde_json::from_value(serde_json::json!({
+            "source": {"object": "x"}, "groupBy": ["a", "b"], "metrics": [{"op": "count"}]
+        }))
+        .unwrap();
+        let header = vec!["a".to_string(), "b".to_string()];
+        let sixteen = "0123456789abcdef";
+        let long = "0123456789abcdefg";
+        let data = format!(
+            "north,x\n north ,x\nnorth\t,x\n\"north\",x\nZürich,y\n Zürich,y\n\
+             {sixteen},z\n {sixteen},z\n{long},z\n {long} ,z\n,\n\"\",\n"
+        );
+        let p = aggregate(&spec, &header, data.as_bytes(), 2).unwrap();
+        let got: Vec<(Vec<String>, u64)> =
+            p.groups.iter().map(|g| (g.key.clone(), g.rows)).collect();
+        let k = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
+        assert_eq!(
+            got,
+            [
+                (k("north", "x"), 4),
+                (k("Zürich", "y"), 2),
+                (k(sixteen, "z"), 2),
+                (k(long, "z"), 2),
+                (k("", ""), 2),
+            ]
+        );
+    }
 }
