@@ -70,7 +70,7 @@ pub(crate) fn nano_to_f64(e: i128) -> f64 {
 }
 
 /// One group of a range: its key, how many rows it has, and one [`Totals`] per value
-/// column (in the order of [`value_columns`]).
+/// column: the columns the non-count metrics name, each once, in the order first named.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub key: Vec<String>,
