@@ -213,6 +213,40 @@ pub struct TransitionPatch {
     pub execution: Option<ExecutionRef>,
 }
 
+/// Applies a status change to `job` if legal (`to.legal_predecessors()`); returns whether it
+/// did. What every store does inside its conditional write (memory, SQLite, DynamoDB).
+pub fn apply_transition(
+    job: &mut Job,
+    to: JobStatus,
+    patch: TransitionPatch,
+    now: DateTime<Utc>,
+) -> bool {
+    if !job.status.can_move_to(to) {
+        return false;
+    }
+    job.status = to;
+    job.updated_at = now;
+    if to.is_terminal() {
+        job.finished_at = Some(now);
+    }
+    if let Some(p) = patch.progress {
+        job.progress = p;
+    }
+    if let Some(r) = patch.result {
+        job.result = Some(r);
+    }
+    if let Some(f) = patch.files {
+        job.files = f;
+    }
+    if let Some(e) = patch.error {
+        job.error = Some(e);
+    }
+    if let Some(x) = patch.execution {
+        job.execution = x;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,38 +304,4 @@ mod tests {
         assert!(is_valid_job_id(&a));
         assert!(!is_valid_job_id("../etc/passwd"));
     }
-}
-
-/// Applies a status change to `job` if legal (`to.legal_predecessors()`); returns whether it
-/// did. What every store does inside its conditional write (memory, SQLite, DynamoDB).
-pub fn apply_transition(
-    job: &mut Job,
-    to: JobStatus,
-    patch: TransitionPatch,
-    now: DateTime<Utc>,
-) -> bool {
-    if !job.status.can_move_to(to) {
-        return false;
-    }
-    job.status = to;
-    job.updated_at = now;
-    if to.is_terminal() {
-        job.finished_at = Some(now);
-    }
-    if let Some(p) = patch.progress {
-        job.progress = p;
-    }
-    if let Some(r) = patch.result {
-        job.result = Some(r);
-    }
-    if let Some(f) = patch.files {
-        job.files = f;
-    }
-    if let Some(e) = patch.error {
-        job.error = Some(e);
-    }
-    if let Some(x) = patch.execution {
-        job.execution = x;
-    }
-    true
 }
