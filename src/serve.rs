@@ -226,6 +226,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         tracing::info!(count = schedules.len(), "schedules running");
         longhaul_local::schedule::spawn(service.clone(), schedules, args.data_dir.clone())
     });
+    let timeouts = spawn_job_timeouts(service.clone());
 
     let app = longhaul_api::router(ApiState {
         public_url: Some(base_url.clone()),
@@ -243,6 +244,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         if let Some(s) = scheduler {
             s.abort();
         }
+        timeouts.abort();
         engine.shutdown().await;
         tracker.abort();
         drop(data_dir_lock);
@@ -347,6 +349,24 @@ fn load_schedules(args: &ServeArgs, service: &JobService) -> Result<Vec<Schedule
     }
     longhaul_local::schedule::check(&schedules, service).map_err(anyhow::Error::msg)?;
     Ok(schedules)
+}
+
+/// How often jobs past their type's `timeoutSeconds` are looked for.
+const JOB_TIMEOUT_CHECK: Duration = Duration::from_secs(5);
+
+/// Ends the jobs that ran past their type's `timeoutSeconds` (JobService::time_out_overdue)
+/// every few seconds.
+fn spawn_job_timeouts(service: Arc<JobService>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(JOB_TIMEOUT_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = service.time_out_overdue(chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "looking for jobs past their time limit");
+            }
+        }
+    })
 }
 
 /// After a stop: executions that were running go on where they were, and jobs accepted but

@@ -112,6 +112,19 @@ impl JobStore for MemoryJobStore {
             .count())
     }
 
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .lock()?
+            .jobs
+            .values()
+            .filter(|j| !j.status.is_terminal())
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     async fn transition(
         &self,
         job_id: &str,

@@ -100,6 +100,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// QUEUED or RUNNING jobs of this owner (for quotas).
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError>;
 
+    /// Every QUEUED or RUNNING job, of every owner (to time out those past their type's
+    /// limit), at most `limit`, oldest first.
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
     /// Conditional status change to `to`, writing `patch` with it; sets `finishedAt` when
     /// `to` is terminal, `updatedAt` always.
     async fn transition(
