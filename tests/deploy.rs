@@ -180,6 +180,18 @@ fn python_and_node_job_types_build_for_lambda(root: &Path, venv_bin: &Path) {
         String::from_utf8_lossy(&generated.stderr)
     );
     let template = out.path().join("template.yaml");
+    // The generated template with Python and Node functions is as clean as the committed one.
+    let lint = Command::new(root.join("scripts/lint-template"))
+        .arg(&template)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
     let mut args = vec!["build", "--beta-features", "--template"];
     let template_arg = template.to_str().unwrap().to_string();
     args.push(&template_arg);
