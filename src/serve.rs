@@ -1,5 +1,5 @@
 //! `longhaul serve`: the job API on one machine. Wires the local adapters (SQLite jobs,
-//! files on disk with signed URLs, the embedded engine running the workflow with the workers
+//! files on disk with signed URLs, the embedded engine running the workflow with the steps
 //! in process) to the domain and the HTTP API.
 
 use std::net::SocketAddr;

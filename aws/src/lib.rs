@@ -138,7 +138,7 @@ impl Clients {
 
 impl Clients {
     /// The Step Functions client. Built on demand (cheap: it shares the HTTP client) so the
-    /// worker functions, which never call Step Functions, do not link its SDK.
+    /// step functions, which never call Step Functions, do not link its SDK.
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.shared)
     }

@@ -553,7 +553,7 @@ impl JobService {
             .stop(&job.execution, "JobCancelled", "cancelled by the user")
             .await
         {
-            // The job is CANCELLED either way; its workers' writes are refused from now on.
+            // The job is CANCELLED either way; its steps' writes are refused from now on.
             tracing::warn!(job_id, error = %e, "could not stop the execution of a cancelled job");
         }
         self.view(&job).await
