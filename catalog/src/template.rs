@@ -174,7 +174,10 @@ fn code_uri(dir: &Path, root: &Path) -> String {
         .unwrap_or_else(|_| dir.to_string_lossy().to_string())
 }
 
-/// A Rust step reads and writes its job's item (progress) and its files.
+/// A Rust step reads and writes its job's item (progress) and its files: it reads its
+/// inputs (uploads, or what Register fetched under jobs/) and writes under jobs/ with
+/// single PUTs (no multipart upload to abort). lambda/tests/iam_on_moto.rs runs every Rust
+/// step with exactly this policy.
 const RUST_STEP_POLICY: &str = r#"      Policies:
         - Statement:
             - Effect: Allow
@@ -186,9 +189,9 @@ const RUST_STEP_POLICY: &str = r#"      Policies:
                 - !Sub "${FilesBucket.Arn}/jobs/*"
                 - !Sub "${FilesBucket.Arn}/uploads/*"
             - Effect: Allow
-              Action: [s3:PutObject, s3:AbortMultipartUpload]
+              Action: s3:PutObject
               Resource: !Sub "${FilesBucket.Arn}/jobs/*"
-            # Without it S3 answers a missing key with 403, not 404.
+            # Without it S3 answers a missing key with 403, not 404 (Plan: InputNotFound).
             - Effect: Allow
               Action: s3:ListBucket
               Resource: !GetAtt FilesBucket.Arn
