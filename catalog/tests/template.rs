@@ -181,7 +181,8 @@ fn kind(f: &Value) -> &str {
     }
     match f["Properties"]["Environment"]["Variables"]["LONGHAUL_FUNCTION"].as_str() {
         Some(
-            n @ ("api" | "register" | "complete" | "mark-failed" | "track-status" | "progress"),
+            n @ ("api" | "register" | "complete" | "mark-failed" | "track-status" | "progress"
+            | "timeouts"),
         ) => n,
         _ => "rust-step",
     }
