@@ -1,10 +1,12 @@
 //! longhaul's HTTP API: an axum [`Router`] over [`JobService`] — startJob, getJob (with a long
 //! poll), listJobs, cancelJob, listJobTypes, createUpload — plus `/healthz` and the OpenAPI
-//! spec. The same Router serves `longhaul serve` and, on AWS, the API Lambda. Every job route
-//! is authenticated by an [`Authenticator`]; errors are [`ApiError`]s, always
+//! spec, and the callback routes (`/task-tokens/{token}/success|failure|heartbeat`, see
+//! `callbacks.rs`). The same Router serves `longhaul serve` and, on AWS, the API Lambda.
+//! Every job route is authenticated by an [`Authenticator`]; errors are [`ApiError`]s, always
 //! `{"error": {"code", "message"}}`.
 
 mod auth;
+mod callbacks;
 mod error;
 mod spec;
 
@@ -285,6 +287,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.yaml", get(spec_yaml))
         .route("/openapi.json", get(spec_json))
+        .merge(callbacks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

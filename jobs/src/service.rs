@@ -22,6 +22,9 @@ use crate::ports::{
 use crate::types::{JobType, JobTypeInfo, JobTypes};
 use crate::view::{ExecutionHistory, FileView, JobView};
 
+mod callbacks;
+pub use callbacks::FailTaskRequest;
+
 /// Limits and lifetimes of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {

@@ -525,6 +525,14 @@ pub(crate) fn number(
     }
 }
 
+/// The HTTP Task's errors: `States.Http.StatusCode.NNN` and `States.Http.Socket`.
+fn http_error(name: &str) -> bool {
+    name == "States.Http.Socket"
+        || name
+            .strip_prefix("States.Http.StatusCode.")
+            .is_some_and(|code| code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn error_names(v: Option<&Value>, state: &str, field: &str, cx: &mut Ctx) -> Vec<String> {
     let Some(Value::Array(a)) = v else {
         cx.err(
@@ -549,7 +557,7 @@ fn error_names(v: Option<&Value>, state: &str, field: &str, cx: &mut Ctx) -> Vec
         cx.err(Some(state), field, "error names must be strings");
     }
     for n in &names {
-        if n.starts_with("States.") && !STATES_ERRORS.contains(&n.as_str()) {
+        if n.starts_with("States.") && !STATES_ERRORS.contains(&n.as_str()) && !http_error(n) {
             cx.err(
                 Some(state),
                 field,
