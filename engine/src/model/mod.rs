@@ -539,9 +539,23 @@ fn parse_branch(
             format!("StartAt names {start_at:?}, which is not a state"),
         );
     }
+    check_transitions(states, &parsed, &start_at, cx);
+    Some(Branch {
+        start_at,
+        states: parsed,
+    })
+}
+
+/// Every transition target of a branch exists; every state is reachable from StartAt.
+fn check_transitions(
+    states: &Map<String, Value>,
+    parsed: &HashMap<String, State>,
+    start_at: &str,
+    cx: &mut Ctx,
+) {
     // Every transition target exists; every state is reachable from StartAt.
     let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, s) in &parsed {
+    for (name, s) in parsed {
         let mut targets: Vec<&str> = Vec::new();
         if let Some(n) = &s.next {
             targets.push(n);
@@ -567,7 +581,7 @@ fn parse_branch(
         edges.insert(name.as_str(), targets);
     }
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut stack = vec![start_at.as_str()];
+    let mut stack = vec![start_at];
     while let Some(s) = stack.pop() {
         if seen.insert(s)
             && let Some(ts) = edges.get(s)
@@ -585,8 +599,4 @@ fn parse_branch(
             cx.err(Some(n), "Type", "this state is unreachable from StartAt");
         }
     }
-    Some(Branch {
-        start_at,
-        states: parsed,
-    })
 }
