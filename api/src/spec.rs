@@ -70,20 +70,6 @@ pub fn openapi(server_url: &str) -> Value {
         all.extend_from_slice(extra);
         error_responses(&all)
     };
-    let token = json!({"name": "token", "in": "path", "required": true, "description": "The task token the workflow gave out, percent-encoded.", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}});
-    let delivered = |what: &str| json!({"200": {"description": format!("The {what} was delivered to the waiting task."), "content": {"application/json": {"schema": {"type": "object", "required": ["delivered"], "properties": {"delivered": {"type": "string", "enum": [what]}}}}}}});
-    let callback_errors = |extra: &[(&str, &str)]| {
-        let mut all: Vec<(&str, &str)> = vec![
-            ("400", "Invalid token or body."),
-            (
-                "404",
-                "No task waits for this token (unknown, answered already, or its job ended).",
-            ),
-            ("409", "The task of this token timed out."),
-        ];
-        all.extend_from_slice(extra);
-        errors(&all)
-    };
     let paths = json!({
         "/jobs": {
             "post": {
@@ -151,6 +137,50 @@ pub fn openapi(server_url: &str) -> Value {
                 "x-openai-isConsequential": false
             }
         },
+        "/uploads": {
+            "post": {
+                "operationId": "createUpload",
+                "summary": "Get a link to upload a file",
+                "description": "Get a short-lived URL to PUT a file to (for large inputs). Use the returned object as a job input source: {\"object\": \"...\"}.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateUploadRequest"}}}},
+                "responses": merge(ok("200", "Where to upload.", "UploadTicket"), errors(&[("400", "Invalid name or size."), ("413", "The file is over the upload limit.")])),
+                "x-openai-isConsequential": true
+            }
+        }
+    });
+    let paths = merge(paths, callback_paths(&errors));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "longhaul",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Start long-running jobs and poll for their results. startJob answers at once; getJob with waitSeconds returns the status, progress, result and file links."
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": merge(components, json!({"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}))
+    })
+}
+
+/// The callback routes (`/task-tokens/{token}/...`): in the spec, marked not for the
+/// assistant (outside systems call them).
+fn callback_paths(errors: &dyn Fn(&[(&str, &str)]) -> Value) -> Value {
+    let token = json!({"name": "token", "in": "path", "required": true, "description": "The task token the workflow gave out, percent-encoded.", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}});
+    let delivered = |what: &str| json!({"200": {"description": format!("The {what} was delivered to the waiting task."), "content": {"application/json": {"schema": {"type": "object", "required": ["delivered"], "properties": {"delivered": {"type": "string", "enum": [what]}}}}}}});
+    let callback_errors = |extra: &[(&str, &str)]| {
+        let mut all: Vec<(&str, &str)> = vec![
+            ("400", "Invalid token or body."),
+            (
+                "404",
+                "No task waits for this token (unknown, answered already, or its job ended).",
+            ),
+            ("409", "The task of this token timed out."),
+        ];
+        all.extend_from_slice(extra);
+        errors(&all)
+    };
+    json!({
         "/task-tokens/{token}/success": {
             "post": {
                 "operationId": "sendTaskSuccess",
@@ -182,29 +212,7 @@ pub fn openapi(server_url: &str) -> Value {
                 "responses": merge(delivered("heartbeat"), callback_errors(&[])),
                 "x-openai-isConsequential": true
             }
-        },
-        "/uploads": {
-            "post": {
-                "operationId": "createUpload",
-                "summary": "Get a link to upload a file",
-                "description": "Get a short-lived URL to PUT a file to (for large inputs). Use the returned object as a job input source: {\"object\": \"...\"}.",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateUploadRequest"}}}},
-                "responses": merge(ok("200", "Where to upload.", "UploadTicket"), errors(&[("400", "Invalid name or size."), ("413", "The file is over the upload limit.")])),
-                "x-openai-isConsequential": true
-            }
         }
-    });
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "longhaul",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Start long-running jobs and poll for their results. startJob answers at once; getJob with waitSeconds returns the status, progress, result and file links."
-        },
-        "servers": [{"url": server_url}],
-        "security": [{"bearerAuth": []}],
-        "paths": paths,
-        "components": merge(components, json!({"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}))
     })
 }
 
