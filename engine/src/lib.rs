@@ -39,6 +39,41 @@
 //! substitutions as SAM's DefinitionSubstitutions. Tasks go to a [`TaskInvoker`]: direct
 //! resources, and `arn:aws:states:::lambda:invoke` with AWS's result shape.
 //!
+//! **Callbacks** (`.waitForTaskToken` on a service integration, e.g.
+//! `arn:aws:states:::lambda:invoke.waitForTaskToken`; a bare function ARN with the suffix is
+//! refused, as on AWS): the resource is called with a task token (`$$.Task.Token`,
+//! `$states.context.Task.Token`, [`TaskContext::task_token`]; 256 random bits in URL-safe
+//! base64) and its result is ignored; the task ends with [`Engine::send_task_success`]
+//! (its output the result) or [`Engine::send_task_failure`] (an error Retry and Catch match
+//! by name). [`Engine::send_task_heartbeat`] resets `HeartbeatSeconds`, which is enforced
+//! (`States.HeartbeatTimeout`, a TaskTimedOut event); `TimeoutSeconds` counts from the
+//! task's first start. Each Retry attempt has a new token. Answers are refused as AWS
+//! names it: [`EngineError::InvalidToken`] (not a token this engine issues),
+//! [`EngineError::TaskDoesNotExist`] (unknown, already answered, or its execution ended),
+//! [`EngineError::TaskTimedOut`] (its task timed out; remembered for the last 10,000
+//! tokens, and not across a restart). A top-level waiting task checkpoints its token and
+//! whether its resource was called: after a restart the same token answers it and the
+//! resource is not called again. Inside Map and Parallel (which are not checkpointed) a
+//! restart runs the state again, with new tokens.
+//!
+//! **HTTP Task** (`arn:aws:states:::http:invoke`, request-response only): Parameters or
+//! Arguments with `ApiEndpoint`, `Method` (GET, POST, PUT, DELETE, PATCH, OPTIONS, HEAD),
+//! `Authentication.ConnectionArn` or `InvocationConfig.ConnectionArn` (required, as on AWS;
+//! nothing else in them), `Headers` (AWS's forbidden ones refused; `User-Agent`, `Range`
+//! and `Content-Length` set by the task), `QueryParameters`, `RequestBody` (JSON, or
+//! `Transform.RequestBodyEncoding: URL_ENCODED` with `RequestEncodingOptions.ArrayFormat`
+//! INDICES, REPEAT, COMMAS or BRACKETS). Literal arguments are checked when the definition is
+//! read, the rest when it runs (`States.Runtime`). The result is
+//! `{Headers: {name: [values]}, ResponseBody, StatusCode, StatusText}`, `ResponseBody`
+//! parsed when the response is JSON; a status outside 2xx fails with
+//! `States.Http.StatusCode.NNN` and that same object as JSON text for cause (the exact cause
+//! text AWS writes was not verified); image, audio, video and octet-stream responses are
+//! `States.Runtime`, bodies over 256 KiB `States.DataLimitExceeded`; one request takes at
+//! most 60 s. The engine has no HTTP client: the request goes to the host's
+//! [`HttpInvoker`] ([`Engine::with_http`]), which decides what may be reached and what a
+//! connection's credentials are (longhaul's: `longhaul_local::http_task`); an engine made
+//! with [`Engine::new`] fails HTTP Tasks with `States.Runtime`.
+//!
 //! `longhaul sfn conformance FILE` measures the engine against outcomes recorded on AWS
 //! (512 of 512 of the shared corpus pass).
 //!
@@ -54,16 +89,20 @@
 //! `preserve_order` (objects keep their keys' order, as AWS does; `States.JsonToString`
 //! now writes keys in input order).
 //!
-//! Not supported: distributed Map (ItemReader/ResultWriter), `.waitForTaskToken` callbacks
-//! and heartbeats from tasks (`HeartbeatSeconds` is validated but not enforced), the HTTP
-//! Task, service integrations other than Lambda invoke.
+//! Not supported: distributed Map (ItemReader/ResultWriter); service integrations other than
+//! Lambda invoke and the HTTP Task run as they are named, through the [`TaskInvoker`] (no
+//! AWS SDK calls); `.sync` is not waited for (the call's result is the task's); heartbeats
+//! of tasks that are not callbacks (a step called in process sends none: `HeartbeatSeconds`
+//! is only validated there); EventBridge connections are not resolved (the host's
+//! [`HttpInvoker`] supplies credentials, if any).
 //!
 //! **Durability.** Before each top-level state that acts on the world (Task, Map, Parallel)
 //! the execution is checkpointed through an [`ExecutionStore`] (in memory, or SQLite) if it
 //! moved since the last checkpoint: the next state and its input; a Wait that sleeps records
 //! its wake-up time. Pass and Choice states are not checkpointed (a restart runs them again
-//! from the last cursor with the same input). After a crash, [`Engine::resume_all`] continues RUNNING executions from
-//! their last checkpoint: a long Wait does not start over. A state that was running when the
+//! from the last cursor with the same input). After a crash, [`Engine::resume_all`]
+//! continues RUNNING executions from their last checkpoint: a long Wait does not start
+//! over, a callback Task keeps its token. A state that was running when the
 //! process died runs again, so **tasks are at least once** — as on AWS, make them
 //! idempotent. Map iterations and Parallel branches are part of their state: after a crash
 //! the whole Map or Parallel state runs again.
