@@ -61,15 +61,17 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The error responses every operation has, and `extra`.
+fn errors(extra: &[(&str, &str)]) -> Value {
+    let mut all: Vec<(&str, &str)> = COMMON_ERRORS.to_vec();
+    all.extend_from_slice(extra);
+    error_responses(&all)
+}
+
 /// The spec as JSON.
 pub fn openapi(server_url: &str) -> Value {
     let components = serde_json::to_value(Schemas::openapi().components).unwrap_or(Value::Null);
     let job_id = json!({"name": "jobId", "in": "path", "required": true, "description": "The job's id, from startJob.", "schema": {"type": "string"}});
-    let errors = |extra: &[(&str, &str)]| {
-        let mut all: Vec<(&str, &str)> = COMMON_ERRORS.to_vec();
-        all.extend_from_slice(extra);
-        error_responses(&all)
-    };
     let paths = json!({
         "/jobs": {
             "post": {
@@ -148,7 +150,7 @@ pub fn openapi(server_url: &str) -> Value {
             }
         }
     });
-    let paths = merge(paths, callback_paths(&errors));
+    let paths = merge(paths, callback_paths());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -165,7 +167,7 @@ pub fn openapi(server_url: &str) -> Value {
 
 /// The callback routes (`/task-tokens/{token}/...`): in the spec, marked not for the
 /// assistant (outside systems call them).
-fn callback_paths(errors: &dyn Fn(&[(&str, &str)]) -> Value) -> Value {
+fn callback_paths() -> Value {
     let token = json!({"name": "token", "in": "path", "required": true, "description": "The task token the workflow gave out, percent-encoded.", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}});
     let delivered = |what: &str| json!({"200": {"description": format!("The {what} was delivered to the waiting task."), "content": {"application/json": {"schema": {"type": "object", "required": ["delivered"], "properties": {"delivered": {"type": "string", "enum": [what]}}}}}}});
     let callback_errors = |extra: &[(&str, &str)]| {
