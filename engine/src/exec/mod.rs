@@ -450,7 +450,7 @@ impl Run {
         match (&state.lang, &state.input_path) {
             (Lang::Jsonata, _) => Ok(Cow::Borrowed(raw)),
             (_, None) => Ok(Cow::Owned(Value::Object(Map::new()))),
-            (_, Some(p)) if p.is_root() => Ok(Cow::Owned(raw.clone())),
+            (_, Some(p)) if p.is_root() => Ok(Cow::Borrowed(raw)),
             (_, Some(p)) => self.pick(p, raw, ctx, vars).map(Cow::Owned).ok_or_else(|| {
                 runtime(format!(
                     "Invalid path '{p}': the InputPath of state '{}' matched nothing",
