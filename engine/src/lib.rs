@@ -443,26 +443,6 @@ impl Engine {
             .to_string();
         let arn = format!("{ARN_PREFIX}:execution:{sm_name}:{name}");
         let start = Utc::now();
-        let rec = ExecutionRecord {
-            execution_arn: arn.clone(),
-            state_machine_arn: state_machine_arn.to_string(),
-            name: name.clone(),
-            definition: machine.definition_text().to_string(),
-            status: ExecutionStatus::Running,
-            input: input.clone(),
-            output: None,
-            error: None,
-            cause: None,
-            start_date: start,
-            stop_date: None,
-            cursor: Some(Cursor {
-                state: machine.inner.root.start_at.clone(),
-                input: input.clone(),
-                wait_until: None,
-                variables: None,
-                callback: None,
-            }),
-        };
         let started = HistoryEvent {
             id: 1,
             previous_event_id: 0,
@@ -477,11 +457,32 @@ impl Engine {
                 ),
             ]),
         };
+        let rec = ExecutionRecord {
+            execution_arn: arn.clone(),
+            state_machine_arn: state_machine_arn.to_string(),
+            name: name.clone(),
+            definition: machine.definition_text().to_string(),
+            status: ExecutionStatus::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            cause: None,
+            start_date: start,
+            stop_date: None,
+            cursor: Some(Cursor {
+                state: machine.inner.root.start_at.clone(),
+                input,
+                wait_until: None,
+                variables: None,
+                callback: None,
+            }),
+        };
         if !self.inner.store.insert(&rec, &[started]).await? {
             return Err(EngineError::ExecutionAlreadyExists { execution_arn: arn });
         }
-        self.spawn(rec.clone(), machine, 2);
-        Ok(ExecutionDescription::from(&rec))
+        let description = ExecutionDescription::from(&rec);
+        self.spawn(rec, machine, 2);
+        Ok(description)
     }
 
     fn spawn(&self, rec: ExecutionRecord, machine: StateMachine, next_event_id: u64) {
@@ -518,6 +519,9 @@ impl Engine {
         let Ok(mut running) = self.inner.running.lock() else {
             return;
         };
+        // Boxed: a record held inline would be copied into the task's future twice (this
+        // block's capture and drive's argument), and ten thousand executions are many tasks.
+        let rec = Box::new(rec);
         let task = tokio::spawn(async move {
             drive(inner.clone(), r.clone(), rec).await;
             if let Ok(mut m) = inner.running.lock() {
@@ -763,8 +767,9 @@ enum End {
 }
 
 /// Drives one execution to its end (or until shutdown), then records how it ended.
-async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
-    let cursor = rec.cursor.clone().unwrap_or(Cursor {
+async fn drive(inner: Arc<Inner>, run: Arc<Run>, mut rec: Box<ExecutionRecord>) {
+    // Taken, not copied: the record's cursor is cleared when the execution ends anyway.
+    let cursor = rec.cursor.take().unwrap_or_else(|| Cursor {
         state: run.machine.inner.root.start_at.clone(),
         input: rec.input.clone(),
         wait_until: None,
@@ -815,14 +820,13 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
     }
     let mut done = rec;
     done.stop_date = Some(Utc::now());
-    done.cursor = None;
     let (event, details) = ended(&run, end, &mut done);
     run.event(event, None, details);
     let events = run.take_events();
     if let Err(e) = inner.store.finish(&done, &events).await {
         tracing::error!(execution = %run.arn, error = %e, "could not record the end of an execution");
     }
-    let _ = inner.ends.send(ExecutionDescription::from(&done));
+    let _ = inner.ends.send(ExecutionDescription::from(&*done));
 }
 
 /// Writes how an execution ended into its record; its last event's type and details.

@@ -191,7 +191,7 @@ pub struct EngineOrchestrator {
 }
 
 impl EngineOrchestrator {
-    /// Registers the workflow in `engine` (whose invoker should be a [`WorkerInvoker`]).
+    /// Registers the workflow in `engine` (whose invoker should be a [`LocalSteps`]).
     pub async fn new(
         engine: Engine,
         machine: StateMachine,

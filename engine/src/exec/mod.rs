@@ -261,9 +261,9 @@ impl Run {
                     })
                     .await?;
                 }
-                let type_name = kind_name(&state.kind);
+                let (entered_event, exited_event) = state_events(&state.kind);
                 self.event(
-                    &format!("{type_name}StateEntered"),
+                    entered_event,
                     Some(&name),
                     details(&[("name", Field::Str(&name)), ("input", Field::Brief(&input))]),
                 );
@@ -277,7 +277,7 @@ impl Run {
                     Err(f) => self.catch(&at, input, f, &vars)?,
                 };
                 self.event(
-                    &format!("{type_name}StateExited"),
+                    exited_event,
                     Some(&name),
                     details(&[
                         ("name", Field::Str(&name)),
@@ -336,7 +336,7 @@ impl Run {
             }
             Kind::Wait(w) => {
                 let wake = resume.and_then(Resume::wait_until);
-                self.wait(at, w, raw, &effective, top, wake, vars).await?;
+                Box::pin(self.wait(at, w, raw, &effective, top, wake, vars)).await?;
                 self.finish(at, raw, &effective, None, flow, vars)
             }
             Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_) => {
@@ -366,15 +366,24 @@ impl Run {
         loop {
             let ctx = || self.context(&state.name, at.entered, retry_count, at.item);
             let result = match &state.kind {
+                // Boxed, each: a branch's future is as large as its largest state's, and
+                // every Pass state would pay for a Task's, Map's or Parallel's.
                 Kind::Task(_) => {
-                    self.run_task(at, raw, effective, retry_count, vars, top, resumed.take())
-                        .await
+                    Box::pin(self.run_task(
+                        at,
+                        raw,
+                        effective,
+                        retry_count,
+                        vars,
+                        top,
+                        resumed.take(),
+                    ))
+                    .await
                 }
                 Kind::Parallel { branches } => {
-                    self.run_parallel(state, branches, effective, &ctx, vars)
-                        .await
+                    Box::pin(self.run_parallel(state, branches, effective, &ctx, vars)).await
                 }
-                Kind::Map(_) => self.run_map(at, raw, effective, &ctx, vars).await,
+                Kind::Map(_) => Box::pin(self.run_map(at, raw, effective, &ctx, vars)).await,
                 _ => Err(runtime("only Task, Parallel and Map states retry")),
             };
             let f = match result {
@@ -402,7 +411,7 @@ impl Run {
             let delay = retry_delay(r, attempts[i]);
             attempts[i] += 1;
             retry_count += 1;
-            tokio::time::sleep(delay).await;
+            Box::pin(tokio::time::sleep(delay)).await;
         }
     }
 
@@ -800,15 +809,17 @@ fn acts_on_world(kind: &Kind) -> bool {
     matches!(kind, Kind::Task(_) | Kind::Map(_) | Kind::Parallel { .. })
 }
 
-pub(crate) fn kind_name(k: &Kind) -> &'static str {
+/// A state type's history events: (entered, exited). Static names: a transition costs no
+/// formatting.
+fn state_events(k: &Kind) -> (&'static str, &'static str) {
     match k {
-        Kind::Pass { .. } => "Pass",
-        Kind::Task(_) => "Task",
-        Kind::Choice { .. } => "Choice",
-        Kind::Wait(_) => "Wait",
-        Kind::Succeed => "Succeed",
-        Kind::Fail { .. } => "Fail",
-        Kind::Parallel { .. } => "Parallel",
-        Kind::Map(_) => "Map",
+        Kind::Pass { .. } => ("PassStateEntered", "PassStateExited"),
+        Kind::Task(_) => ("TaskStateEntered", "TaskStateExited"),
+        Kind::Choice { .. } => ("ChoiceStateEntered", "ChoiceStateExited"),
+        Kind::Wait(_) => ("WaitStateEntered", "WaitStateExited"),
+        Kind::Succeed => ("SucceedStateEntered", "SucceedStateExited"),
+        Kind::Fail { .. } => ("FailStateEntered", "FailStateExited"),
+        Kind::Parallel { .. } => ("ParallelStateEntered", "ParallelStateExited"),
+        Kind::Map(_) => ("MapStateEntered", "MapStateExited"),
     }
 }
