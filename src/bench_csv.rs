@@ -1,7 +1,9 @@
 //! `longhaul bench csv`: csv-report over a generated CSV (3 group keys, 5 metrics), end to
 //! end through the API of a `longhaul serve` child, against DuckDB and pandas running the
 //! same GROUP BY over the same file in the same run (bench/csv_peers.py, peers pinned in
-//! bench/requirements.txt and installed into `.venv` by this command).
+//! bench/requirements.txt and installed into `.venv` by this command), for each size asked
+//! (1 GiB and 140 MiB by default). Every group of longhaul's report.csv is checked against
+//! DuckDB's exact decimal answer; the bench fails on any difference.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,9 +18,9 @@ use crate::bench_http::summary;
 
 #[derive(Debug, Clone, Args)]
 pub struct CsvBench {
-    /// Size of the generated CSV.
-    #[arg(long, default_value_t = 1024)]
-    pub megabytes: u64,
+    /// Sizes of the generated CSVs, in MiB, one case each (`--megabytes 140`, or a list).
+    #[arg(long, value_delimiter = ',', default_values_t = [1024, 140])]
+    pub megabytes: Vec<u64>,
     /// Runs of each tool (min/median/max are reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -56,8 +58,8 @@ fn generate(path: &Path, megabytes: u64) -> Result<u64> {
     Ok(rows)
 }
 
-fn peers(csv: &Path, runs: usize) -> Result<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+/// Installs the pinned peers into `.venv` once (a stamp records what was installed).
+fn install_peers(root: &Path) -> Result<()> {
     let venv = std::process::Command::new(root.join("scripts/venv")).status()?;
     ensure!(venv.success(), "scripts/venv failed");
     let stamp = root.join(".venv/.bench-peers");
@@ -73,13 +75,21 @@ fn peers(csv: &Path, runs: usize) -> Result<Value> {
         );
         std::fs::write(&stamp, want)?;
     }
-    let out = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg("-c")
+    Ok(())
+}
+
+/// Runs bench/csv_peers.py: `runs` timed runs of each peer, then, given longhaul's
+/// report.csv, the cross-check against DuckDB's exact answer.
+fn peers(root: &Path, csv: &Path, runs: usize, report_csv: Option<&Path>) -> Result<Value> {
+    let mut cmd = std::process::Command::new(root.join(".venv/bin/python"));
+    cmd.arg("-c")
         .arg(include_str!("../bench/csv_peers.py"))
         .arg(csv)
-        .arg(runs.to_string())
-        .stderr(Stdio::inherit())
-        .output()?;
+        .arg(runs.to_string());
+    if let Some(r) = report_csv {
+        cmd.arg(r);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
     ensure!(out.status.success(), "the peers failed");
     // The answer is the last line; a library may have printed before it.
     let text = String::from_utf8_lossy(&out.stdout);
@@ -92,35 +102,55 @@ fn peers(csv: &Path, runs: usize) -> Result<Value> {
 }
 
 pub async fn run(b: CsvBench) -> Result<i32> {
-    let dir = tempfile::tempdir()?;
-    let csv = dir.path().join("sales.csv");
-    let t = Instant::now();
-    let rows = generate(&csv, b.megabytes)?;
-    let size = std::fs::metadata(&csv)?.len();
-    eprintln!(
-        "generated {size} bytes, {rows} rows in {:.1} s",
-        t.elapsed().as_secs_f64()
+    ensure!(
+        !b.megabytes.is_empty(),
+        "--megabytes: give at least one size"
     );
+    for &megabytes in &b.megabytes {
+        ensure!(
+            (1..=65_536).contains(&megabytes),
+            "--megabytes {megabytes}: from 1 to 65536"
+        );
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    install_peers(root)?;
+    let mut cases = Vec::new();
+    for &megabytes in &b.megabytes {
+        cases.push(run_case(root, megabytes, b.runs.max(1)).await?);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "cases": cases }))?
+    );
+    Ok(0)
+}
 
+/// A `longhaul serve` child holding the uploaded CSV.
+struct Served {
+    server: crate::bench_http::ServerChild,
+    http: reqwest::Client,
+    object: String,
+    upload_seconds: f64,
+}
+
+/// Starts a server and uploads the CSV once (createUpload, then one PUT streamed from the
+/// file), timing the upload on its own.
+async fn serve_and_upload(dir: &Path, csv: &Path, size: u64) -> Result<Served> {
     let max_upload = (size + 1).to_string();
-    let mut server =
-        crate::bench_http::spawn_serve(dir.path(), &["--max-upload-bytes", &max_upload]).await?;
-    let (url, token) = (server.url.clone(), server.token.clone());
+    let server = crate::bench_http::spawn_serve(dir, &["--max-upload-bytes", &max_upload]).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3600))
         .build()?;
-
-    // Upload once (timed separately): createUpload, then one PUT streamed from the file.
     let t = Instant::now();
     let up: Value = http
-        .post(format!("{url}/uploads"))
-        .bearer_auth(&token)
+        .post(format!("{}/uploads", server.url))
+        .bearer_auth(&server.token)
         .json(&json!({"name": "sales.csv", "sizeBytes": size, "mimeType": "text/csv"}))
         .send()
         .await?
         .json()
         .await?;
-    let file = tokio::fs::File::open(&csv).await?;
+    let file = tokio::fs::File::open(csv).await?;
     let put = http
         .put(up["uploadUrl"].as_str().context("uploadUrl")?)
         .header("content-type", "text/csv")
@@ -130,53 +160,90 @@ pub async fn run(b: CsvBench) -> Result<i32> {
         .send()
         .await?;
     ensure!(put.status().is_success(), "upload: {}", put.status());
-    let upload_s = t.elapsed().as_secs_f64();
-    let object = up["object"].as_str().context("object")?.to_string();
+    Ok(Served {
+        object: up["object"].as_str().context("object")?.to_string(),
+        upload_seconds: t.elapsed().as_secs_f64(),
+        server,
+        http,
+    })
+}
 
-    let mut ours = Vec::new();
-    let mut result = Value::Null;
-    for _ in 0..b.runs.max(1) {
-        let t = Instant::now();
-        let job: Value = http
-            .post(format!("{url}/jobs"))
-            .bearer_auth(&token)
-            .json(&json!({"type": "csv-report", "input": {
-                "source": {"object": object}, "groupBy": ["region", "product", "channel"],
-                "metrics": [{"op": "count"}, {"op": "sum", "column": "amount"}, {"op": "mean", "column": "amount"},
-                            {"op": "min", "column": "amount"}, {"op": "max", "column": "amount"}]}}))
+/// One csv-report job, from startJob until a long-polling getJob sees it SUCCEEDED: its
+/// final view.
+async fn csv_report(s: &Served) -> Result<Value> {
+    let (url, token) = (&s.server.url, &s.server.token);
+    let job: Value = s
+        .http
+        .post(format!("{url}/jobs"))
+        .bearer_auth(token)
+        .json(&json!({"type": "csv-report", "input": {
+            "source": {"object": s.object}, "groupBy": ["region", "product", "channel"],
+            "metrics": [{"op": "count"}, {"op": "sum", "column": "amount"}, {"op": "mean", "column": "amount"},
+                        {"op": "min", "column": "amount"}, {"op": "max", "column": "amount"}]}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = job["jobId"].as_str().context("jobId")?.to_string();
+    loop {
+        let v: Value = s
+            .http
+            .get(format!("{url}/jobs/{id}?waitSeconds=20"))
+            .bearer_auth(token)
             .send()
             .await?
             .json()
             .await?;
-        let id = job["jobId"].as_str().context("jobId")?.to_string();
-        loop {
-            let v: Value = http
-                .get(format!("{url}/jobs/{id}?waitSeconds=20"))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .json()
-                .await?;
-            match v["status"].as_str() {
-                Some("SUCCEEDED") => {
-                    result = v["result"].clone();
-                    break;
-                }
-                Some("QUEUED" | "RUNNING") => continue,
-                other => bail!("csv-report ended {other:?}: {v}"),
-            }
+        match v["status"].as_str() {
+            Some("SUCCEEDED") => return Ok(v),
+            Some("QUEUED" | "RUNNING") => continue,
+            other => bail!("csv-report ended {other:?}: {v}"),
         }
-        ours.push(t.elapsed().as_secs_f64());
     }
-    let _ = server.process.kill().await;
+}
 
-    let p = peers(&csv, b.runs.max(1))?;
-    let secs = |k: &str| -> Vec<f64> {
-        p[k].as_array()
-            .map(|a| a.iter().filter_map(Value::as_f64).collect())
-            .unwrap_or_default()
-    };
-    let (duck, pandas) = (secs("duckdb"), secs("pandas"));
+/// One size: generate and upload the CSV, then `runs` rounds of one csv-report job, one
+/// DuckDB run and one pandas run (interleaved, so a change in the machine's load touches
+/// all three alike), then the cross-check of the last report.csv.
+async fn run_case(root: &Path, megabytes: u64, runs: usize) -> Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("sales.csv");
+    let t = Instant::now();
+    let rows = generate(&csv, megabytes)?;
+    let size = std::fs::metadata(&csv)?.len();
+    eprintln!(
+        "generated {size} bytes, {rows} rows in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut served = serve_and_upload(dir.path(), &csv, size).await?;
+    let (mut ours, mut duck, mut pandas) = (Vec::new(), Vec::new(), Vec::new());
+    let mut done = Value::Null;
+    for _ in 0..runs {
+        let t = Instant::now();
+        done = csv_report(&served).await?;
+        ours.push(t.elapsed().as_secs_f64());
+        let p = peers(root, &csv, 1, None)?;
+        let secs = |k: &str| p[k].as_array().and_then(|a| a.first()?.as_f64());
+        duck.push(secs("duckdb").context("DuckDB's time")?);
+        pandas.push(secs("pandas").context("pandas' time")?);
+    }
+    // The last run's report.csv, for the cross-check.
+    let report_url = done["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "report.csv"))
+        .and_then(|f| f["url"].as_str())
+        .context("the job's files have no report.csv")?;
+    let report = served
+        .http
+        .get(report_url)
+        .send()
+        .await?
+        .error_for_status()?;
+    let report_csv = dir.path().join("report.csv");
+    std::fs::write(&report_csv, report.bytes().await?)?;
+    let _ = served.server.process.kill().await;
+    let result = &done["result"];
+    let p = peers(root, &csv, 0, Some(&report_csv))?;
     ensure!(
         result["rowsRead"].as_u64() == Some(rows),
         "longhaul read {} rows of {rows}",
@@ -193,15 +260,23 @@ pub async fn run(b: CsvBench) -> Result<i32> {
         result["groups"],
         p["groups"]
     );
+    ensure!(
+        p["mismatch_count"].as_u64() == Some(0) && p["checked_groups"] == p["groups"],
+        "report.csv differs from DuckDB's exact answer in {} group(s) ({} checked), e.g. {}",
+        p["mismatch_count"],
+        p["checked_groups"],
+        p["mismatches"]
+    );
     let med = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         v[v.len() / 2]
     };
     let mb = size as f64 / 1048576.0;
-    let report = json!({
-        "file": {"bytes": size, "rows": rows, "groups": result["groups"]},
-        "upload_seconds": (upload_s * 100.0).round() / 100.0,
+    Ok(json!({
+        "file": {"mib": megabytes, "bytes": size, "rows": rows, "groups": result["groups"]},
+        "checked_against_duckdb": format!("{} groups: count, sum, min, max exact; mean to 1e-12", p["checked_groups"]),
+        "upload_seconds": (served.upload_seconds * 100.0).round() / 100.0,
         "seconds": {"longhaul_csv_report": summary(&ours), "duckdb": summary(&duck), "pandas": summary(&pandas)},
         "mib_per_s_median": {
             "longhaul_csv_report": (mb / med(&ours)).round(),
@@ -210,7 +285,5 @@ pub async fn run(b: CsvBench) -> Result<i32> {
         },
         "throughput_vs_duckdb": ((med(&duck) / med(&ours)) * 100.0).round() / 100.0,
         "throughput_vs_pandas": ((med(&pandas) / med(&ours)) * 100.0).round() / 100.0,
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(0)
+    }))
 }

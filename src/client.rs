@@ -46,15 +46,18 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Read at each request when no token was given: a server started a moment ago
+    /// (`longhaul serve &`) writes it on start.
+    tokens_file: PathBuf,
     pub format: Format,
 }
 
+/// How long a request waits for a server that is still starting (connection refused).
+const STARTING_SERVER_WAIT: Duration = Duration::from_secs(15);
+
 impl Client {
     pub fn new(args: &ClientArgs) -> Result<Client> {
-        let token = match &args.token {
-            Some(t) => Some(t.clone()),
-            None => first_token(&args.data_dir.join("tokens")),
-        };
+        let token = args.token.clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -63,22 +66,37 @@ impl Client {
             http,
             base: args.url.trim_end_matches('/').to_string(),
             token,
+            tokens_file: args.data_dir.join("tokens"),
             format: args.format,
         })
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value)> {
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
+    /// Sends the request; a server that refuses connections is given a few seconds to come
+    /// up (a request that cannot be sent twice, an upload stream, is sent once).
+    async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<(u16, Value)> {
+        let deadline = std::time::Instant::now() + STARTING_SERVER_WAIT;
+        let resp = loop {
+            let retry = req.try_clone();
+            let token = self
+                .token
+                .clone()
+                .or_else(|| first_token(&self.tokens_file));
+            let attempt = match token {
+                Some(t) => req.bearer_auth(t),
+                None => req,
+            };
+            match attempt.send().await {
+                Ok(resp) => break resp,
+                Err(e) if e.is_connect() && std::time::Instant::now() < deadline => {
+                    let Some(again) = retry else {
+                        return Err(unreachable(&self.base, e));
+                    };
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    req = again;
+                }
+                Err(e) => return Err(unreachable(&self.base, e)),
+            }
         };
-        let resp = req.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the server at {} ({}); is `longhaul serve` running?",
-                self.base,
-                e.without_url()
-            )
-        })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.context("reading the response")?;
         let value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
@@ -178,6 +196,34 @@ impl Client {
             .send(self.http.get(format!("{}/job-types", self.base)))
             .await?
             .1)
+    }
+
+    /// `--file [FIELD=]PATH`: the input field the upload goes to (the type's one file input
+    /// when none is named) and the path.
+    pub async fn file_input(&self, job_type: &str, arg: &str) -> Result<(String, PathBuf)> {
+        if let Some((field, path)) = arg.split_once('=')
+            && !field.is_empty()
+            && !field.contains('/')
+        {
+            return Ok((field.to_string(), PathBuf::from(path)));
+        }
+        let types = self.job_types().await?;
+        let schema = types["jobTypes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["type"] == job_type)
+            .map(|t| t["inputSchema"].clone())
+            .ok_or_else(|| anyhow!("the server has no job type {job_type:?}"))?;
+        let fields = file_fields(&schema);
+        match fields.as_slice() {
+            [one] => Ok((one.clone(), PathBuf::from(arg))),
+            [] => bail!("job type {job_type} takes no file"),
+            many => bail!(
+                "job type {job_type} takes several files ({}): use --file FIELD=PATH",
+                many.join(", ")
+            ),
+        }
     }
 
     /// createUpload, then PUT the file to the signed URL. Returns the createUpload answer.
@@ -468,4 +514,102 @@ pub fn exit_code_for(job: &Value) -> i32 {
         Some("SUCCEEDED") | Some("QUEUED") | Some("RUNNING") => 0,
         _ => 1,
     }
+}
+
+fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
+    anyhow!(
+        "cannot reach the server at {base} ({}); is `longhaul serve` running?",
+        e.without_url()
+    )
+}
+
+/// The input properties that take a file: their schema is longhaul's file source (one of
+/// `{"object"}`, `{"fileRef"}`, `{"url"}`).
+pub fn file_fields(schema: &Value) -> Vec<String> {
+    let Some(props) = schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .filter(|(_, p)| {
+            p["oneOf"].as_array().is_some_and(|alts| {
+                alts.iter()
+                    .any(|a| a["required"] == serde_json::json!(["object"]))
+            })
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// `longhaul start`.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// Job type (see `longhaul types`).
+    pub job_type: String,
+    /// The job's input: JSON, or @FILE.
+    #[arg(long, default_value = "{}")]
+    pub input: String,
+    /// Idempotency key: a retried start returns the same job.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
+    #[arg(long)]
+    pub wait: bool,
+    /// Upload this file first and use it as the job's file input: `PATH` when the type has
+    /// one file input, `FIELD=PATH` to name it.
+    #[arg(long, value_name = "[FIELD=]PATH")]
+    pub file: Option<String>,
+    /// With --wait: save the job's result files into this directory.
+    #[arg(long, requires = "wait")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `longhaul start`: startJob (after uploading `--file`), then with `--wait` the job to its
+/// end; returns the exit code.
+pub async fn start_command(args: StartArgs) -> Result<i32> {
+    let c = Client::new(&args.client)?;
+    let mut input = parse_input(&args.input)?;
+    if let Some(arg) = &args.file {
+        let (field, path) = c.file_input(&args.job_type, arg).await?;
+        let uploaded = c.upload(&path, None).await?;
+        match &mut input {
+            Value::Object(m) => {
+                m.insert(field, json!({"object": uploaded["object"]}));
+            }
+            _ => bail!("--input must be a JSON object to use --file"),
+        }
+    }
+    let job = c
+        .start(&args.job_type, input, args.idempotency_key.as_deref())
+        .await?;
+    if !args.wait {
+        print_job(c.format, &job);
+        return Ok(0);
+    }
+    let id = job["jobId"].as_str().unwrap_or_default().to_string();
+    let job = c
+        .wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .await?;
+    if let Some(dir) = &args.out {
+        for saved in c.save_files(&job, dir).await? {
+            eprintln!("saved {}", saved.display());
+        }
+    }
+    print_job(c.format, &job);
+    Ok(exit_code_for(&job))
+}
+
+/// `longhaul get`: getJob, or with `wait` the job to its end; returns the exit code.
+pub async fn get_command(job_id: &str, wait: bool, client: &ClientArgs) -> Result<i32> {
+    let c = Client::new(client)?;
+    let job = if wait {
+        c.wait(job_id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .await?
+    } else {
+        c.get(job_id, 0).await?
+    };
+    print_job(c.format, &job);
+    Ok(if wait { exit_code_for(&job) } else { 0 })
 }

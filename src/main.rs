@@ -16,6 +16,7 @@ mod bench_load;
 mod client;
 mod demo;
 mod sam;
+mod scaffold;
 mod serve;
 
 use std::path::PathBuf;
@@ -48,27 +49,7 @@ enum Command {
     /// the result and the curl lines for the same calls.
     Demo(demo::DemoArgs),
     /// Start a job (startJob).
-    Start {
-        /// Job type (see `longhaul types`).
-        job_type: String,
-        /// The job's input: JSON, or @FILE.
-        #[arg(long, default_value = "{}")]
-        input: String,
-        /// Idempotency key: a retried start returns the same job.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        /// Wait for the job to end, with a progress bar; exit 1 unless it succeeds.
-        #[arg(long)]
-        wait: bool,
-        /// Upload this file first and use it as the input's `source`.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// With --wait: save the job's result files into this directory.
-        #[arg(long, requires = "wait")]
-        out: Option<PathBuf>,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Start(client::StartArgs),
     /// Show a job (getJob).
     Get {
         job_id: String,
@@ -126,6 +107,11 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Scaffold: `longhaul new job-type NAME --runtime python3.12|nodejs22.x|rust`.
+    New {
+        #[command(subcommand)]
+        command: scaffold::NewCommand,
+    },
     /// Write the AWS deployment (template.yaml, statemachine/job.asl.json and
     /// statemachine/job-types.json) from the job type folders.
     Sam(sam::SamArgs),
@@ -170,66 +156,12 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await.map(|()| 0),
         Command::Demo(args) => demo::run(args).await,
-        Command::Start {
-            job_type,
-            input,
-            idempotency_key,
-            wait,
-            file,
-            out,
-            client,
-        } => {
-            let c = Client::new(&client)?;
-            let mut input = client::parse_input(&input)?;
-            if let Some(path) = &file {
-                let uploaded = c.upload(path, None).await?;
-                match &mut input {
-                    serde_json::Value::Object(m) => {
-                        m.insert(
-                            "source".into(),
-                            serde_json::json!({"object": uploaded["object"]}),
-                        );
-                    }
-                    _ => anyhow::bail!("--input must be a JSON object to use --file"),
-                }
-            }
-            let job = c
-                .start(&job_type, input, idempotency_key.as_deref())
-                .await?;
-            if wait {
-                let id = job["jobId"].as_str().unwrap_or_default().to_string();
-                let job = c
-                    .wait(&id, std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .await?;
-                if let Some(dir) = &out {
-                    for saved in c.save_files(&job, dir).await? {
-                        eprintln!("saved {}", saved.display());
-                    }
-                }
-                client::print_job(c.format, &job);
-                return Ok(client::exit_code_for(&job));
-            }
-            client::print_job(c.format, &job);
-            Ok(0)
-        }
+        Command::Start(args) => client::start_command(args).await,
         Command::Get {
             job_id,
             wait,
             client,
-        } => {
-            let c = Client::new(&client)?;
-            let job = if wait {
-                c.wait(
-                    &job_id,
-                    std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                )
-                .await?
-            } else {
-                c.get(&job_id, 0).await?
-            };
-            client::print_job(c.format, &job);
-            Ok(if wait { client::exit_code_for(&job) } else { 0 })
-        }
+        } => client::get_command(&job_id, wait, &client).await,
         Command::List {
             status,
             job_type,
@@ -291,6 +223,7 @@ async fn run(cli: Cli) -> Result<i32> {
         } => Ok(longhaul_engine::cli::conformance(args).await),
         Command::Bench { command } => bench::run(command).await,
         Command::Sam(args) => sam::run(&args),
+        Command::New { command } => scaffold::run(&command),
         Command::Openapi { server_url } => {
             print!("{}", longhaul_api::openapi_yaml(&server_url));
             Ok(0)

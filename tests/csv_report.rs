@@ -97,7 +97,15 @@ fn upload_report_exact_for_any_chunk_size_with_files() {
             );
         }
         assert_eq!(job["files"].as_array().unwrap().len(), 2);
-        assert_eq!(job["openaiFileResponse"].as_array().unwrap().len(), 2);
+        // ChatGPT takes no images there: report.png is in files only, and the message says so.
+        assert_eq!(job["openaiFileResponse"].as_array().unwrap().len(), 1);
+        assert!(
+            job["message"]
+                .as_str()
+                .unwrap()
+                .contains("report.png (image)"),
+            "{job}"
+        );
         let report = std::fs::read_to_string(out_dir.join("report.csv")).unwrap();
         assert!(report.starts_with("region,count,sum_amount\n"), "{report}");
         for (region, (n, cents)) in &want {

@@ -30,6 +30,13 @@ pub enum AuthError {
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     async fn authenticate(&self, parts: &Parts) -> Result<Principal, AuthError>;
+
+    /// The OAuth authorization servers (issuers) whose tokens this accepts, for clients that
+    /// find them on their own (MCP's protected resource metadata, RFC 9728). None by default:
+    /// a tokens file has no authorization server.
+    fn authorization_servers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The bearer token of a request, if any.
@@ -296,6 +303,10 @@ struct Claims {
 
 #[async_trait]
 impl Authenticator for JwtAuth {
+    fn authorization_servers(&self) -> Vec<String> {
+        vec![self.issuer.clone()]
+    }
+
     async fn authenticate(&self, parts: &Parts) -> Result<Principal, AuthError> {
         let token = bearer(parts)?;
         let header = jsonwebtoken::decode_header(token)

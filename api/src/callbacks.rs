@@ -21,14 +21,14 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use longhaul_jobs::FailTaskRequest;
 use serde_json::{Value, json};
 
-use crate::{ApiError, ApiState, Owner, json, json_body, query};
+use crate::{ApiError, ApiJson, ApiQuery, ApiState, NoParams, Owner, json, json_body};
 
 /// The callback routes, to merge into the API's Router.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -54,11 +54,9 @@ async fn success(
     State(s): State<ApiState>,
     Owner(_): Owner,
     Path(token): Path<String>,
-    q: RawQuery,
-    body: Bytes,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+    ApiJson(output): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
-    let output: Value = json_body(&body)?;
     s.service.send_task_success(&token, &output).await?;
     Ok(delivered("success"))
 }
@@ -67,10 +65,9 @@ async fn failure(
     State(s): State<ApiState>,
     Owner(_): Owner,
     Path(token): Path<String>,
-    q: RawQuery,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
     let answer: FailTaskRequest = optional_object(&body)?;
     s.service.send_task_failure(&token, &answer).await?;
     Ok(delivered("failure"))
@@ -85,10 +82,9 @@ async fn heartbeat(
     State(s): State<ApiState>,
     Owner(_): Owner,
     Path(token): Path<String>,
-    q: RawQuery,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
     let Heartbeat {} = optional_object(&body)?;
     s.service.send_task_heartbeat(&token).await?;
     Ok(delivered("heartbeat"))

@@ -1,27 +1,30 @@
 //! longhaul's HTTP API: an axum [`Router`] over [`JobService`] — startJob, getJob (with a long
 //! poll), listJobs, cancelJob, listJobTypes, createUpload — plus `/healthz` and the OpenAPI
-//! spec, and the callback routes (`/task-tokens/{token}/success|failure|heartbeat`, see
-//! `callbacks.rs`). The same Router serves `longhaul serve` and, on AWS, the API Lambda.
-//! Every job route is authenticated by an [`Authenticator`]; errors are [`ApiError`]s, always
+//! spec, the same jobs over MCP at `/mcp` ([`mcp`]), and the callback routes
+//! (`/task-tokens/{token}/success|failure|heartbeat`, see `callbacks.rs`). The same Router
+//! serves `longhaul serve` and, on AWS, the API Lambda. Every job route is authenticated by
+//! an [`Authenticator`]; errors are [`ApiError`]s, always
 //! `{"error": {"code", "message"}}`.
 
 mod auth;
 mod callbacks;
 mod error;
+pub mod mcp;
 mod spec;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use longhaul_jobs::{CreateUploadRequest, JobService, ListParams, StartJobRequest};
+use longhaul_jobs::{
+    CreateUploadRequest, GetParams, HistoryParams, JobService, ListParams, StartJobRequest,
+};
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -43,6 +46,10 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct ApiState {
     pub service: Arc<JobService>,
     pub auth: Arc<dyn Authenticator>,
+    /// The URL clients reach the API at (`--public-url`), named in the served spec so a GPT
+    /// can import it by URL. None: from the request (API Gateway's domain and stage, or the
+    /// Host header).
+    pub public_url: Option<String>,
 }
 
 /// The caller, authenticated.
@@ -65,31 +72,73 @@ impl FromRequestParts<ApiState> for Owner {
     }
 }
 
-/// Query parameters, with unknown names refused (they are usually typos).
-fn query(raw: RawQuery, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
-    let mut q = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(raw.0.unwrap_or_default().as_bytes()) {
-        if q.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(ApiError::bad_request(format!(
-                "query parameter {k:?} is given twice"
-            )));
+/// A query string as a typed value (`Query` with the API's error): unknown names are refused
+/// (they are usually typos), and so is a name given twice.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        for (k, _) in url::form_urlencoded::parse(raw.as_bytes()) {
+            if !seen.insert(k.to_string()) {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {k:?} is given twice"
+                )));
+            }
         }
+        serde_urlencoded::from_str(raw)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::bad_request(query_error(&e.to_string())))
     }
-    for k in q.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(ApiError::bad_request(if allowed.is_empty() {
-                format!("unknown query parameter {k:?}: this operation takes none")
-            } else {
-                format!(
-                    "unknown query parameter {k:?}; allowed: {}",
-                    allowed.join(", ")
-                )
-            }));
-        }
-    }
-    Ok(q)
 }
 
+/// serde's words for a query problem, in the API's.
+fn query_error(e: &str) -> String {
+    match e.strip_prefix("unknown field `") {
+        Some(rest) => {
+            let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            if expected.contains("there are no fields") {
+                format!("unknown query parameter {name:?}: this operation takes none")
+            } else {
+                let allowed = expected
+                    .trim_start_matches(", expected ")
+                    .trim_start_matches("one of ")
+                    .replace('`', "");
+                format!("unknown query parameter {name:?}; allowed: {allowed}")
+            }
+        }
+        None => format!("invalid query: {e}"),
+    }
+}
+
+/// An operation that takes no query parameters.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// A JSON body as a typed value, with the API's errors: over [`MAX_BODY_BYTES`] is 413, not
+/// UTF-8 or not JSON or not the shape is 400 naming the problem.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        req: Request<axum::body::Body>,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(req, state).await.map_err(|_| {
+            ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes"))
+        })?;
+        json_body(&body).map(ApiJson)
+    }
+}
+
+/// A body's JSON as `T`: over [`MAX_BODY_BYTES`] is 413, not UTF-8 or not JSON or not the
+/// shape is 400 naming the problem.
 fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::payload_too_large(format!(
@@ -110,45 +159,25 @@ fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
 async fn start_job(
     State(s): State<ApiState>,
     Owner(owner): Owner,
-    q: RawQuery,
-    body: Bytes,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+    ApiJson(req): ApiJson<StartJobRequest>,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
-    let req: StartJobRequest = json_body(&body)?;
     let (job, created) = s.service.start(&owner, req).await?;
-    Ok(json(
-        if created {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        },
-        &job,
-    ))
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, &job))
 }
 
 async fn get_job(
     State(s): State<ApiState>,
     Owner(owner): Owner,
     Path(job_id): Path<String>,
-    q: RawQuery,
+    ApiQuery(params): ApiQuery<GetParams>,
 ) -> Result<Response, ApiError> {
-    let q = query(q, &["waitSeconds"])?;
-    let max = s.service.config().max_wait.as_secs();
-    let wait = match q.get("waitSeconds") {
-        None => 0,
-        Some(w) => match w.parse::<u64>() {
-            Ok(n) if n <= max => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "waitSeconds must be an integer from 0 to {max}"
-                )));
-            }
-        },
-    };
-    let job = s
-        .service
-        .get(&owner, &job_id, Duration::from_secs(wait))
-        .await?;
+    let job = s.service.get_with(&owner, &job_id, params).await?;
     Ok(json(StatusCode::OK, &job))
 }
 
@@ -156,33 +185,17 @@ async fn get_job_history(
     State(s): State<ApiState>,
     Owner(owner): Owner,
     Path(job_id): Path<String>,
-    q: RawQuery,
+    ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<Response, ApiError> {
-    let q = query(q, &["cursor", "limit"])?;
-    let h = s
-        .service
-        .history(
-            &owner,
-            &job_id,
-            q.get("cursor").map(String::as_str),
-            q.get("limit").map(String::as_str),
-        )
-        .await?;
+    let h = s.service.history(&owner, &job_id, &params).await?;
     Ok(json(StatusCode::OK, &h))
 }
 
 async fn list_jobs(
     State(s): State<ApiState>,
     Owner(owner): Owner,
-    q: RawQuery,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let mut q = query(q, &["status", "type", "limit", "cursor"])?;
-    let params = ListParams {
-        status: q.remove("status"),
-        job_type: q.remove("type"),
-        limit: q.remove("limit"),
-        cursor: q.remove("cursor"),
-    };
     Ok(json(
         StatusCode::OK,
         &s.service.list(&owner, &params).await?,
@@ -193,9 +206,8 @@ async fn cancel_job(
     State(s): State<ApiState>,
     Owner(owner): Owner,
     Path(job_id): Path<String>,
-    q: RawQuery,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
     Ok(json(
         StatusCode::OK,
         &s.service.cancel(&owner, &job_id).await?,
@@ -205,9 +217,8 @@ async fn cancel_job(
 async fn list_job_types(
     State(s): State<ApiState>,
     Owner(_): Owner,
-    q: RawQuery,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"jobTypes": s.service.job_types()}),
@@ -217,11 +228,9 @@ async fn list_job_types(
 async fn create_upload(
     State(s): State<ApiState>,
     Owner(owner): Owner,
-    q: RawQuery,
-    body: Bytes,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+    ApiJson(req): ApiJson<CreateUploadRequest>,
 ) -> Result<Response, ApiError> {
-    query(q, &[])?;
-    let req: CreateUploadRequest = json_body(&body)?;
     Ok(json(
         StatusCode::OK,
         &s.service.create_upload(&owner, &req).await?,
@@ -252,13 +261,46 @@ fn base_url(headers: &axum::http::HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
-async fn spec_yaml(headers: axum::http::HeaderMap) -> Response {
-    let body = openapi_yaml(&base_url(&headers));
+/// The base URL the spec names: the configured public URL, else API Gateway's stage URL
+/// (the Lambda gets the domain and stage in the request context; the path it sees has no
+/// stage), else the request's own host.
+fn spec_server_url(state: &ApiState, req: &Request<axum::body::Body>) -> String {
+    if let Some(u) = &state.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    use lambda_http::request::RequestContext;
+    if let Some(RequestContext::ApiGatewayV1(ctx)) = req.extensions().get::<RequestContext>()
+        && let Some(domain) = ctx.domain_name.as_deref().filter(|d| !d.is_empty())
+    {
+        let domain: String = domain
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || ".-".contains(*c))
+            .collect();
+        return match ctx
+            .stage
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != "$default")
+        {
+            Some(stage) => {
+                let stage: String = stage
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+                    .collect();
+                format!("https://{domain}/{stage}")
+            }
+            None => format!("https://{domain}"),
+        };
+    }
+    base_url(req.headers())
+}
+
+async fn spec_yaml(State(s): State<ApiState>, req: Request<axum::body::Body>) -> Response {
+    let body = openapi_yaml(&spec_server_url(&s, &req));
     ([(header::CONTENT_TYPE, "application/yaml")], body).into_response()
 }
 
-async fn spec_json(headers: axum::http::HeaderMap) -> Response {
-    json(StatusCode::OK, &openapi(&base_url(&headers)))
+async fn spec_json(State(s): State<ApiState>, req: Request<axum::body::Body>) -> Response {
+    json(StatusCode::OK, &openapi(&spec_server_url(&s, &req)))
 }
 
 async fn not_found() -> ApiError {
@@ -287,6 +329,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.yaml", get(spec_yaml))
         .route("/openapi.json", get(spec_json))
+        .merge(mcp::routes())
         .merge(callbacks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -16,6 +16,7 @@ use utoipa::OpenApi;
     longhaul_jobs::ExecutionEvent,
     longhaul_jobs::ExecutionHistory,
     longhaul_jobs::JobList,
+    longhaul_jobs::JobSummary,
     longhaul_jobs::JobTypeInfo,
     longhaul_jobs::StartJobRequest,
     longhaul_jobs::OpenAiFileRef,
@@ -86,7 +87,7 @@ pub fn openapi(server_url: &str) -> Value {
             "get": {
                 "operationId": "listJobs",
                 "summary": "List your jobs",
-                "description": "List your jobs, newest first. Filter by status or type; pass nextCursor as cursor for the next page.",
+                "description": "List your jobs, newest first, as summaries (getJob has results and file links). Filter by status or type. A page holds up to limit jobs, fewer if more would not fit; pass nextCursor as cursor for more.",
                 "parameters": [
                     {"name": "status", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/JobStatus"}},
                     {"name": "type", "in": "query", "required": false, "schema": {"type": "string"}},
@@ -101,7 +102,7 @@ pub fn openapi(server_url: &str) -> Value {
             "get": {
                 "operationId": "getJob",
                 "summary": "Get a job's status and result",
-                "description": "Get a job: status, progress, result, and file links. Pass waitSeconds (up to 25) to wait for the job to end before answering. While status is QUEUED or RUNNING, call getJob again. Show files from openaiFileResponse.",
+                "description": "Get a job: status, progress, result, file links. waitSeconds (up to 25) waits for the job to end. While QUEUED or RUNNING, call again. Show files from openaiFileResponse. A result too large to show is a file.",
                 "parameters": [job_id, {"name": "waitSeconds", "in": "query", "required": false, "description": "Hold the request up to this many seconds until the job ends.", "schema": {"type": "integer", "minimum": 0, "maximum": 25, "default": 0}}],
                 "responses": merge(ok("200", "The job.", "JobView"), errors(&[("400", "waitSeconds out of range."), ("404", "No such job (or not yours).")])),
                 "x-openai-isConsequential": false
@@ -121,7 +122,7 @@ pub fn openapi(server_url: &str) -> Value {
             "get": {
                 "operationId": "getJobHistory",
                 "summary": "A job's execution history",
-                "description": "The steps the job's workflow took, oldest first: states entered and exited, tasks, retries, failures, with inputs and outputs cut to a safe size. Use it to explain a failure. Pass nextCursor as cursor for more.",
+                "description": "The steps the job's workflow took, oldest first: states, tasks, retries, failures, inputs and outputs cut short. Use it to explain a failure. A page holds up to limit events, fewer if more would not fit; nextCursor goes on.",
                 "parameters": [job_id, {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}},
                     {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
                 "responses": merge(ok("200", "A page of events.", "ExecutionHistory"), errors(&[("400", "Invalid cursor or limit."), ("404", "No such job (or not yours).")])),
@@ -156,7 +157,7 @@ pub fn openapi(server_url: &str) -> Value {
         "info": {
             "title": "longhaul",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Start long-running jobs and poll for their results. startJob answers at once; getJob with waitSeconds returns the status, progress, result and file links."
+            "description": "Start long-running jobs and poll for their results. startJob answers at once; getJob with waitSeconds returns the status, progress, result and file links. Every answer stays under 100,000 characters: pages end early and large results are files."
         },
         "servers": [{"url": server_url}],
         "security": [{"bearerAuth": []}],

@@ -69,6 +69,7 @@ fn app(auth: Arc<dyn Authenticator>) -> axum::Router {
         ServiceConfig::default(),
     );
     router(ApiState {
+        public_url: None,
         service: Arc::new(service),
         auth,
     })
@@ -97,7 +98,8 @@ fn rest_event(
     let mut ctx = json!({
         "accountId": "123456789012", "resourceId": "abc", "stage": "prod", "requestId": "r-1",
         "identity": {"sourceIp": "203.0.113.1"}, "resourcePath": "/jobs", "httpMethod": method,
-        "apiId": "api123", "path": format!("/prod{path}"), "protocol": "HTTP/1.1"
+        "apiId": "api123", "path": format!("/prod{path}"), "protocol": "HTTP/1.1",
+        "domainName": "api123.execute-api.us-east-1.amazonaws.com"
     });
     if let Some(sub) = sub {
         ctx["authorizer"] =
@@ -119,6 +121,19 @@ fn rest_event(
     let req =
         lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
     req.map(|b| Body::from(b.to_vec()))
+}
+
+/// On AWS the spec the api function serves names the stage URL (the path it sees has no
+/// stage), so a GPT that imports it by URL calls inside the stage.
+#[tokio::test]
+async fn the_spec_served_through_api_gateway_names_the_stage_url() {
+    let app = app(Arc::new(CognitoClaimsAuth));
+    let (s, _, spec) = send(&app, rest_event("GET", "/openapi.json", None, None, None)).await;
+    assert_eq!(s, 200, "{spec}");
+    assert_eq!(
+        spec["servers"][0]["url"],
+        "https://api123.execute-api.us-east-1.amazonaws.com/prod"
+    );
 }
 
 #[tokio::test]

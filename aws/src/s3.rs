@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use longhaul_jobs::memory::validate_key;
+use longhaul_jobs::ports::validate_key;
 use longhaul_jobs::ports::{BlobError, BlobMeta, BlobStore, SignedUrl, attachment_disposition};
 
 use crate::{describe, is_transient};

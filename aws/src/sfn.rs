@@ -136,18 +136,24 @@ fn event_view(e: &HistoryEvent, state: Option<&str>) -> ExecutionEvent {
     if let Some(d) = e.execution_succeeded_event_details() {
         put("output", d.output());
     }
-    if let Some(d) = e.execution_failed_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
+    // The SDK has one details type per event kind; these all carry an error and a cause.
+    macro_rules! error_and_cause {
+        ($($details:ident),* $(,)?) => {
+            $(if let Some(d) = e.$details() {
+                put("error", d.error());
+                put("cause", d.cause());
+            })*
+        };
     }
-    if let Some(d) = e.execution_aborted_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
-    if let Some(d) = e.execution_timed_out_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
+    error_and_cause!(
+        execution_failed_event_details,
+        execution_aborted_event_details,
+        execution_timed_out_event_details,
+        lambda_function_failed_event_details,
+        lambda_function_timed_out_event_details,
+        task_failed_event_details,
+        task_timed_out_event_details,
+    );
     if let Some(d) = e.lambda_function_scheduled_event_details() {
         put("resource", Some(d.resource()));
         put("input", d.input());
@@ -155,28 +161,12 @@ fn event_view(e: &HistoryEvent, state: Option<&str>) -> ExecutionEvent {
     if let Some(d) = e.lambda_function_succeeded_event_details() {
         put("output", d.output());
     }
-    if let Some(d) = e.lambda_function_failed_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
-    if let Some(d) = e.lambda_function_timed_out_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
     if let Some(d) = e.task_scheduled_event_details() {
         put("resource", Some(d.resource()));
         put("parameters", Some(d.parameters()));
     }
     if let Some(d) = e.task_succeeded_event_details() {
         put("output", d.output());
-    }
-    if let Some(d) = e.task_failed_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
-    if let Some(d) = e.task_timed_out_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
     }
     if let Some(d) = e.map_state_started_event_details() {
         details.insert("length".into(), json!(d.length()));

@@ -256,7 +256,7 @@ async fn state_machine(c: &Clients) -> String {
         .to_string()
 }
 
-/// DefinitionSubstitutions of job.asl.json (the workers crate owns the table; this crate
+/// DefinitionSubstitutions of job.asl.json (the steps crate owns the table; this crate
 /// must not depend on it, so the names are read from the definition itself).
 fn longhaul_jobs_functions() -> Vec<(String, String)> {
     let definition = std::fs::read_to_string(concat!(

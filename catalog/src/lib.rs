@@ -522,6 +522,7 @@ fn collect_substitutions(v: &Value, out: &mut BTreeSet<String>) {
             }
         }
         Value::Array(a) => a.iter().for_each(|x| collect_substitutions(x, out)),
+        // Comments too: SAM and the engine substitute every `${Name}` of a definition.
         Value::Object(m) => m.values().for_each(|x| collect_substitutions(x, out)),
         _ => {}
     }

@@ -18,15 +18,17 @@ use crate::{Catalog, CatalogError, StepBinding};
 /// The hand-written part of template.yaml.
 pub const BASE_TEMPLATE: &str = include_str!("../base/template.yaml");
 
-/// The checkov skips every function carries (why: next to each).
+/// The checkov skips every function carries (why: next to each). The base template's Rust
+/// functions carry the same text: SAM builds functions with equal Metadata once, so every
+/// Rust function shares one `cargo lambda build`.
 const FUNCTION_CHECKOV_SKIPS: &str = r#"      checkov:
         skip:
           - id: CKV_AWS_115
             comment: No reserved concurrency; new accounts have 10 in all and deploys would fail. The API stage throttles.
           - id: CKV_AWS_116
-            comment: Invoked synchronously (Step Functions); a DLQ only serves async calls.
+            comment: Invoked synchronously (API Gateway, Step Functions) or by a source that retries and keeps what fails (EventBridge with a dead-letter queue, CloudWatch Logs); a DLQ serves only asynchronous calls.
           - id: CKV_AWS_117
-            comment: Optional VPC (VpcSubnetIds); steps fetch https sources and need the internet by default.
+            comment: No VPC resources to reach; steps fetch https sources from the internet, which a VPC would need a NAT for.
           - id: CKV_AWS_173
             comment: The variables hold resource names only, no secret; Lambda encrypts them at rest with its AWS managed key.
 "#;
@@ -60,8 +62,22 @@ pub fn template(catalog: &Catalog, root: &Path) -> Result<String, CatalogError> 
     {
         invoke.push_str(HTTP_TASK_POLICY);
     }
+    // The Rust functions' code is the lambda crate of the checkout `longhaul sam` runs in.
+    let rust_code_uri = format!(
+        "    CodeUri: {}",
+        quoted(&code_uri(Path::new("lambda"), root))
+    );
     let mut out = String::new();
     for line in BASE_TEMPLATE.lines() {
+        if line == "    CodeUri: lambda" {
+            out.push_str(if rust_code_uri == "    CodeUri: \"lambda\"" {
+                line
+            } else {
+                &rust_code_uri
+            });
+            out.push('\n');
+            continue;
+        }
         match line.trim().strip_prefix("# @generated ") {
             Some("step-functions") => out.push_str(&functions),
             Some("step-logs") => out.push_str(&logs),
@@ -185,7 +201,10 @@ fn code_uri(dir: &Path, root: &Path) -> String {
         .unwrap_or_else(|_| dir.to_string_lossy().to_string())
 }
 
-/// A Rust step reads and writes its job's item (progress) and its files.
+/// A Rust step reads and writes its job's item (progress) and its files: it reads its
+/// inputs (uploads, or what Register fetched under jobs/) and writes under jobs/ with
+/// single PUTs (no multipart upload to abort). lambda/tests/iam_on_moto.rs runs every Rust
+/// step with exactly this policy.
 const RUST_STEP_POLICY: &str = r#"      Policies:
         - Statement:
             - Effect: Allow
@@ -197,9 +216,9 @@ const RUST_STEP_POLICY: &str = r#"      Policies:
                 - !Sub "${FilesBucket.Arn}/jobs/*"
                 - !Sub "${FilesBucket.Arn}/uploads/*"
             - Effect: Allow
-              Action: [s3:PutObject, s3:AbortMultipartUpload]
+              Action: s3:PutObject
               Resource: !Sub "${FilesBucket.Arn}/jobs/*"
-            # Without it S3 answers a missing key with 403, not 404.
+            # Without it S3 answers a missing key with 403, not 404 (Plan: InputNotFound).
             - Effect: Allow
               Action: s3:ListBucket
               Resource: !GetAtt FilesBucket.Arn

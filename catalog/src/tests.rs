@@ -133,6 +133,11 @@ fn bad_folders_are_refused_naming_the_file_and_the_reason() {
         assert!(e.file.ends_with(file), "{e}");
         assert!(e.message.contains(want), "{e}");
     }
+    // SAM substitutes `${Name}` in comments too: an unknown one there is refused as well.
+    let wf = json!({"Comment": "Tasks name steps as ${StepName}.", "StartAt": "Echo",
+        "States": {"Echo": {"Type": "Task", "Resource": "${Echo}", "End": true}}});
+    let e = Catalog::new(vec![folder("t", echo_def(), wf)], &rust_code()).unwrap_err();
+    assert!(e.message.contains("${StepName} is not a step"), "{e}");
     let e = JobTypeFolder::parse("t", None, "{", "{}").unwrap_err();
     assert!(e.file.ends_with("jobtype.json"), "{e}");
     let e = JobTypeFolder::parse("t", None, &echo_def().to_string(), "[").unwrap_err();

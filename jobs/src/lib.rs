@@ -3,8 +3,11 @@
 //! the use cases the API and CLI call. No AWS SDK and no SQLite here: adapters implement the
 //! ports (`longhaul-local`, `longhaul-aws`), entry points wire them.
 
+pub mod budget;
+#[cfg(feature = "test-support")]
 pub mod contract;
 pub mod job;
+#[cfg(feature = "test-support")]
 pub mod memory;
 pub mod ports;
 pub mod schema;
@@ -23,9 +26,9 @@ pub use ports::{
     attachment_disposition,
 };
 pub use service::{
-    CreateUploadRequest, FailTaskRequest, JobList, JobService, ListParams, ServiceConfig,
-    ServiceError, StartJobRequest, UploadTicket,
+    CreateUploadRequest, FailTaskRequest, GetParams, HistoryParams, JobList, JobService,
+    ListParams, ServiceConfig, ServiceError, StartJobRequest, UploadTicket,
 };
 pub use types::{InputCheck, JobType, JobTypeDef, JobTypeInfo, JobTypes, Runtime, StepDef};
-pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobView};
+pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobSummary, JobView};
 pub use workflow::{ExecutionStatusChange, WorkflowInput};

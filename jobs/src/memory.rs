@@ -1,5 +1,5 @@
 //! In-memory adapters of the ports, faithful to their contracts: for tests of the service,
-//! the workers and the API, and for anyone embedding longhaul without a disk.
+//! the steps and the API, and for anyone embedding longhaul without a disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -40,39 +40,28 @@ impl MemoryJobStore {
             .lock()
             .map_err(|_| StoreError::Other("memory store lock poisoned".into()))
     }
-}
 
-/// Applies a status change to `job` if legal; shared by the in-memory and SQLite stores.
-pub fn apply_transition(
-    job: &mut Job,
-    to: JobStatus,
-    patch: TransitionPatch,
-    now: DateTime<Utc>,
-) -> bool {
-    if !job.status.can_move_to(to) {
-        return false;
+    /// Changes a job that is not terminal yet and wakes its watchers; `Ok(false)` if it is
+    /// terminal or unknown.
+    fn update_active(
+        &self,
+        job_id: &str,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut Job),
+    ) -> Result<bool, StoreError> {
+        {
+            let mut g = self.lock()?;
+            match g.jobs.get_mut(job_id) {
+                Some(job) if !job.status.is_terminal() => {
+                    change(job);
+                    job.updated_at = now;
+                }
+                _ => return Ok(false),
+            }
+        }
+        self.watchers.notify(job_id);
+        Ok(true)
     }
-    job.status = to;
-    job.updated_at = now;
-    if to.is_terminal() {
-        job.finished_at = Some(now);
-    }
-    if let Some(p) = patch.progress {
-        job.progress = p;
-    }
-    if let Some(r) = patch.result {
-        job.result = Some(r);
-    }
-    if let Some(f) = patch.files {
-        job.files = f;
-    }
-    if let Some(e) = patch.error {
-        job.error = Some(e);
-    }
-    if let Some(x) = patch.execution {
-        job.execution = x;
-    }
-    true
 }
 
 #[async_trait]
@@ -145,6 +134,19 @@ impl JobStore for MemoryJobStore {
             .count())
     }
 
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .lock()?
+            .jobs
+            .values()
+            .filter(|j| !j.status.is_terminal())
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     async fn transition(
         &self,
         job_id: &str,
@@ -157,7 +159,7 @@ impl JobStore for MemoryJobStore {
             let Some(job) = g.jobs.get_mut(job_id) else {
                 return Ok(TransitionOutcome::NotFound);
             };
-            if apply_transition(job, to, patch, now) {
+            if crate::job::apply_transition(job, to, patch, now) {
                 TransitionOutcome::Applied(Box::new(job.clone()))
             } else {
                 return Ok(TransitionOutcome::Rejected(Box::new(job.clone())));
@@ -173,18 +175,7 @@ impl JobStore for MemoryJobStore {
         progress: &Progress,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        {
-            let mut g = self.lock()?;
-            match g.jobs.get_mut(job_id) {
-                Some(job) if !job.status.is_terminal() => {
-                    job.progress = progress.clone();
-                    job.updated_at = now;
-                }
-                _ => return Ok(false),
-            }
-        }
-        self.watchers.notify(job_id);
-        Ok(true)
+        self.update_active(job_id, now, |job| job.progress = progress.clone())
     }
 
     async fn set_execution(
@@ -193,18 +184,7 @@ impl JobStore for MemoryJobStore {
         execution: &ExecutionRef,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        {
-            let mut g = self.lock()?;
-            match g.jobs.get_mut(job_id) {
-                Some(job) if !job.status.is_terminal() => {
-                    job.execution = execution.clone();
-                    job.updated_at = now;
-                }
-                _ => return Ok(false),
-            }
-        }
-        self.watchers.notify(job_id);
-        Ok(true)
+        self.update_active(job_id, now, |job| job.execution = execution.clone())
     }
 
     fn watch(&self, job_id: &str) -> JobWatch {
@@ -233,38 +213,6 @@ impl MemoryBlobStore {
     }
 }
 
-/// Checks an object key: `/`-separated segments of `[A-Za-z0-9._-]`, no `.` or `..`
-/// segment, nothing empty, not absolute, at most 512 bytes.
-pub fn validate_key(key: &str) -> Result<(), BlobError> {
-    let bad = |reason: &str| {
-        Err(BlobError::InvalidKey {
-            key: key.chars().take(100).collect(),
-            reason: reason.to_string(),
-        })
-    };
-    if key.is_empty() || key.len() > 512 {
-        return bad("must be 1 to 512 bytes");
-    }
-    if key.starts_with('/') {
-        return bad("must be relative");
-    }
-    for seg in key.split('/') {
-        if seg.is_empty() {
-            return bad("has an empty segment");
-        }
-        if seg == "." || seg == ".." {
-            return bad("has a '.' or '..' segment");
-        }
-        if !seg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        {
-            return bad("may hold only letters, digits, '.', '-', '_' and '/'");
-        }
-    }
-    Ok(())
-}
-
 fn expiry(ttl: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15))
 }
@@ -272,14 +220,14 @@ fn expiry(ttl: Duration) -> DateTime<Utc> {
 #[async_trait]
 impl BlobStore for MemoryBlobStore {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         self.lock()?
             .insert(key.to_string(), (bytes, content_type.to_string()));
         Ok(())
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         let g = self.lock()?;
         let (bytes, _) = g
             .get(key)
@@ -301,7 +249,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         Ok(self.lock()?.get(key).map(|(b, ct)| BlobMeta {
             size_bytes: b.len() as u64,
             content_type: Some(ct.clone()),
@@ -309,7 +257,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         self.lock()?.remove(key);
         Ok(())
     }
@@ -345,7 +293,7 @@ impl BlobStore for MemoryBlobStore {
         _content_type: &str,
         ttl: Duration,
     ) -> Result<SignedUrl, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         let expires_at = expiry(ttl);
         Ok(SignedUrl {
             url: format!("memory://{key}?exp={}", expires_at.timestamp()),
@@ -360,7 +308,7 @@ impl BlobStore for MemoryBlobStore {
         _content_type: &str,
         ttl: Duration,
     ) -> Result<SignedUrl, BlobError> {
-        validate_key(key)?;
+        crate::ports::validate_key(key)?;
         let expires_at = expiry(ttl);
         Ok(SignedUrl {
             url: format!(

@@ -100,6 +100,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// QUEUED or RUNNING jobs of this owner (for quotas).
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError>;
 
+    /// Every QUEUED or RUNNING job, of every owner (to time out those past their type's
+    /// limit), at most `limit`, oldest first.
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
     /// Conditional status change to `to`, writing `patch` with it; sets `finishedAt` when
     /// `to` is terminal, `updatedAt` always.
     async fn transition(
@@ -321,6 +325,38 @@ pub trait Orchestrator: Send + Sync + 'static {
     /// SendTaskHeartbeat: the Task waiting for `token` is alive (its HeartbeatSeconds start
     /// again).
     async fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError>;
+}
+
+/// Checks an object key: `/`-separated segments of `[A-Za-z0-9._-]`, no `.` or `..`
+/// segment, nothing empty, not absolute, at most 512 bytes.
+pub fn validate_key(key: &str) -> Result<(), BlobError> {
+    let bad = |reason: &str| {
+        Err(BlobError::InvalidKey {
+            key: key.chars().take(100).collect(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.is_empty() || key.len() > 512 {
+        return bad("must be 1 to 512 bytes");
+    }
+    if key.starts_with('/') {
+        return bad("must be relative");
+    }
+    for seg in key.split('/') {
+        if seg.is_empty() {
+            return bad("has an empty segment");
+        }
+        if seg == "." || seg == ".." {
+            return bad("has a '.' or '..' segment");
+        }
+        if !seg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return bad("may hold only letters, digits, '.', '-', '_' and '/'");
+        }
+    }
+    Ok(())
 }
 
 /// `Content-Disposition: attachment` with the name both as ASCII and RFC 8187 UTF-8: what a

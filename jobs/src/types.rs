@@ -468,14 +468,24 @@ pub struct JobTypes {
 }
 
 impl JobTypes {
-    /// The registry of these types; a name given twice is refused.
+    /// The registry of these types; a name given twice is refused, and so are types whose
+    /// listJobTypes answer would not fit the response budget.
     pub fn new(types: Vec<JobType>) -> Result<JobTypes, String> {
         for (i, t) in types.iter().enumerate() {
             if types[..i].iter().any(|o| o.name == t.name) {
                 return Err(format!("job type {:?} is defined twice", t.name));
             }
         }
-        Ok(JobTypes { types })
+        let registry = JobTypes { types };
+        let size = crate::budget::json_len(&registry.infos());
+        if size > crate::budget::RESPONSE_BUDGET {
+            return Err(format!(
+                "the job types' descriptions and input schemas come to {size} characters; listJobTypes must stay under {} (ChatGPT refuses answers over {}): shorten the schemas' descriptions or split the folder",
+                crate::budget::RESPONSE_BUDGET,
+                crate::budget::MAX_RESPONSE_CHARS
+            ));
+        }
+        Ok(registry)
     }
 
     /// No types: for the steps that never validate a job's input (only Register does).

@@ -312,3 +312,58 @@ async fn callback_answers_are_checked_and_mapped() {
         "refused answers never reach it"
     );
 }
+
+/// A job past its type's timeoutSeconds is ended (RUNNING → TIMED_OUT, QUEUED → FAILED) and
+/// its execution stopped; one within its limit, or already ended, is left alone.
+#[tokio::test]
+async fn jobs_past_their_types_time_limit_are_timed_out() {
+    let (svc, store, orch) = service(ServiceConfig::default());
+    // demo's limit is 93,600 s (jobtypes/demo/jobtype.json).
+    let (running, _) = svc.start("alice", demo(1, None)).await.unwrap();
+    store
+        .transition(
+            &running.job_id,
+            JobStatus::Running,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (queued, _) = svc.start("bob", demo(1, None)).await.unwrap();
+    let (done, _) = svc.start("alice", demo(1, None)).await.unwrap();
+    store
+        .transition(
+            &done.job_id,
+            JobStatus::Failed,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        svc.time_out_overdue(Utc::now()).await.unwrap(),
+        0,
+        "within the limit"
+    );
+    let later = Utc::now() + chrono::Duration::seconds(93_601);
+    let stops_before = orch.stops.load(Ordering::SeqCst);
+    assert_eq!(svc.time_out_overdue(later).await.unwrap(), 2);
+    let r = store.get(&running.job_id).await.unwrap().unwrap();
+    assert_eq!(r.status, JobStatus::TimedOut);
+    assert_eq!(r.error.unwrap().code, "timed_out");
+    assert_eq!(
+        store.get(&queued.job_id).await.unwrap().unwrap().status,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        store.get(&done.job_id).await.unwrap().unwrap().status,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        orch.stops.load(Ordering::SeqCst) - stops_before,
+        2,
+        "both executions stopped"
+    );
+    assert_eq!(svc.time_out_overdue(later).await.unwrap(), 0, "once");
+}

@@ -56,11 +56,15 @@ pub fn adapters(settings: &AwsSettings, clients: &Clients) -> Adapters {
     Adapters { store, blobs }
 }
 
-/// The API's service settings: `LONGHAUL_MAX_ACTIVE_JOBS` (1..=10000, default 20).
+/// The API's service settings: `LONGHAUL_MAX_ACTIVE_JOBS` (1..=10000, default 20) and
+/// `LONGHAUL_JOB_RETENTION_DAYS` (see [`job_retention`]).
 pub fn service_config(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<ServiceConfig, longhaul_aws::SettingsError> {
-    let mut config = ServiceConfig::default();
+    let mut config = ServiceConfig {
+        job_retention: job_retention(&get)?,
+        ..ServiceConfig::default()
+    };
     if let Some(v) = get("LONGHAUL_MAX_ACTIVE_JOBS").filter(|v| !v.is_empty()) {
         config.max_active_jobs_per_owner = v
             .trim()
@@ -73,6 +77,27 @@ pub fn service_config(
             })?;
     }
     Ok(config)
+}
+
+/// `LONGHAUL_JOB_RETENTION_DAYS` (1..=3650, default 30): how long job records are kept
+/// (DynamoDB TTL), the same as the bucket keeps their files (the template sets both from
+/// ResultRetentionDays).
+pub fn job_retention(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<std::time::Duration>, longhaul_aws::SettingsError> {
+    let Some(v) = get("LONGHAUL_JOB_RETENTION_DAYS").filter(|v| !v.is_empty()) else {
+        return Ok(ServiceConfig::default().job_retention);
+    };
+    let days = v
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=3650).contains(n))
+        .ok_or_else(|| longhaul_aws::SettingsError {
+            name: "LONGHAUL_JOB_RETENTION_DAYS",
+            problem: format!("{v:?} is not a whole number of days from 1 to 3650"),
+        })?;
+    Ok(Some(std::time::Duration::from_secs(days * 24 * 3600)))
 }
 
 /// The API state over the AWS adapters, authenticated by the Cognito claims.
@@ -95,6 +120,9 @@ pub fn api_state(
         config,
     ));
     Ok(ApiState {
+        public_url: std::env::var("LONGHAUL_PUBLIC_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
         service,
         auth: Arc::new(CognitoClaimsAuth),
     })
@@ -153,6 +181,7 @@ pub async fn step_context(
     settings: &AwsSettings,
     clients: &Clients,
     types: JobTypes,
+    job_retention: Option<std::time::Duration>,
 ) -> StepContext {
     let Adapters { store, blobs } = adapters(settings, clients);
     StepContext {
@@ -160,6 +189,7 @@ pub async fn step_context(
         blobs,
         types: Arc::new(types),
         downloads: DownloadPolicy::default(),
+        job_retention,
     }
 }
 
@@ -177,7 +207,9 @@ pub async fn run_step(name: String) -> Result<(), Error> {
     } else {
         JobTypes::empty()
     };
-    let ctx = Arc::new(step_context(&settings, &clients, types).await);
+    let retention = job_retention(&|k: &str| std::env::var(k).ok())
+        .inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let ctx = Arc::new(step_context(&settings, &clients, types, retention).await);
     let name: &'static str = Box::leak(name.into_boxed_str());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (ctx, registry) = (ctx.clone(), registry.clone());
@@ -241,7 +273,7 @@ pub async fn record_progress(ctx: &StepContext, payload: &Value) -> Result<usize
 pub async fn run_progress() -> Result<(), Error> {
     let settings = AwsSettings::from_env(false).inspect_err(|e| tracing::error!(%e, "settings"))?;
     let clients = Clients::new(&settings).await;
-    let ctx = Arc::new(step_context(&settings, &clients, JobTypes::empty()).await);
+    let ctx = Arc::new(step_context(&settings, &clients, JobTypes::empty(), None).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ctx = ctx.clone();
         async move {
@@ -254,14 +286,36 @@ pub async fn run_progress() -> Result<(), Error> {
     .await
 }
 
+/// `main` of the `timeouts` function (every minute, from an EventBridge schedule): ends the
+/// jobs past their type's `timeoutSeconds` and stops their executions.
+pub async fn run_timeouts() -> Result<(), Error> {
+    let settings = AwsSettings::from_env(true).inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let config = service_config(|k| std::env::var(k).ok())
+        .inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let clients = Clients::new(&settings).await;
+    let service = api_state(&settings, &clients, config)?.service;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+        let service = service.clone();
+        async move {
+            let ended = service
+                .time_out_overdue(chrono::Utc::now())
+                .await
+                .map_err(|e| StepFailure(StepError::store(e)))?;
+            Ok::<Value, StepFailure>(serde_json::json!({"timedOut": ended}))
+        }
+    }))
+    .await
+}
+
 /// The bootstrap's `main`: runs the function `LONGHAUL_FUNCTION` names.
 pub async fn run() -> Result<(), Error> {
     init_tracing();
     let function = std::env::var("LONGHAUL_FUNCTION").unwrap_or_default();
     match function.as_str() {
-        "" => Err("LONGHAUL_FUNCTION is not set (api, progress, or a step name)".into()),
+        "" => Err("LONGHAUL_FUNCTION is not set (api, progress, timeouts, or a step name)".into()),
         "api" => run_api().await,
         "progress" => run_progress().await,
+        "timeouts" => run_timeouts().await,
         step => run_step(step.to_string()).await,
     }
 }
@@ -304,5 +358,16 @@ mod tests {
             service_config(|_| None).unwrap().max_active_jobs_per_owner,
             20
         );
+        let days = |v: &'static str| {
+            move |k: &str| (k == "LONGHAUL_JOB_RETENTION_DAYS").then(|| v.to_string())
+        };
+        assert_eq!(
+            service_config(days("7")).unwrap().job_retention,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        for bad in ["0", "x", "3651"] {
+            let e = service_config(days(bad)).unwrap_err();
+            assert_eq!(e.name, "LONGHAUL_JOB_RETENTION_DAYS", "{bad}");
+        }
     }
 }

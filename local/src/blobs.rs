@@ -1,9 +1,11 @@
-//! Files under the data dir, written atomically (temp file, fsync, rename), and the signed,
-//! expiring links that stand in for S3 presigned URLs: HMAC-SHA256 over the method, the key,
-//! the expiry and the headers to serve, with a key generated once into the data dir.
+//! Files under the data dir, written atomically (temp file, fsync, rename) and so never
+//! changed in place, which lets large ranges be read by mapping the file rather than copying
+//! it; and the signed, expiring links that stand in for S3 presigned URLs: HMAC-SHA256 over
+//! the method, the key, the expiry and the headers to serve, with a key generated once into
+//! the data dir.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, SeekFrom};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,10 +22,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use longhaul_jobs::memory::validate_key;
+use longhaul_jobs::ports::validate_key;
 use longhaul_jobs::{BlobError, BlobMeta, BlobStore, SignedUrl};
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -293,32 +295,10 @@ impl BlobStore for FsBlobStore {
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BlobError> {
         let path = self.path(key)?;
-        let mut f = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(BlobError::NotFound(key.to_string()));
-            }
-            Err(e) => return Err(io_err(e, "opening")),
-        };
-        let size = f.metadata().await.map_err(|e| io_err(e, "stat"))?.len();
-        let r = range.unwrap_or(0..size);
-        if r.start > r.end || r.end > size {
-            return Err(BlobError::InvalidRange {
-                start: r.start,
-                end: r.end,
-                size,
-            });
-        }
-        f.seek(SeekFrom::Start(r.start))
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || read_object(&path, &key, range))
             .await
-            .map_err(|e| io_err(e, "seeking"))?;
-        let len = usize::try_from(r.end - r.start)
-            .map_err(|_| BlobError::Other("range too large".into()))?;
-        let mut buf = vec![0u8; len];
-        f.read_exact(&mut buf)
-            .await
-            .map_err(|e| io_err(e, "reading"))?;
-        Ok(Bytes::from(buf))
+            .map_err(|e| BlobError::Other(format!("reading: {e}")))?
     }
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
@@ -423,6 +403,55 @@ impl BlobStore for FsBlobStore {
             expires_at,
         })
     }
+}
+
+/// Ranges at least this long are mapped rather than copied.
+const MAP_AT_BYTES: u64 = 1 << 20;
+
+/// An object's bytes, or a range of them. A large range is the file's pages mapped into
+/// memory (no copy, no fresh memory to zero: csv-report reads its whole input this way
+/// twice); a small one is read into a buffer.
+fn read_object(path: &Path, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BlobError> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(BlobError::NotFound(key.to_string()));
+        }
+        Err(e) => return Err(io_err(e, "opening")),
+    };
+    let size = f.metadata().map_err(|e| io_err(e, "stat"))?.len();
+    let r = range.unwrap_or(0..size);
+    if r.start > r.end || r.end > size {
+        return Err(BlobError::InvalidRange {
+            start: r.start,
+            end: r.end,
+            size,
+        });
+    }
+    let len =
+        usize::try_from(r.end - r.start).map_err(|_| BlobError::Other("range too large".into()))?;
+    if r.end - r.start < MAP_AT_BYTES {
+        let mut buf = vec![0u8; len];
+        let mut f = f;
+        f.seek(SeekFrom::Start(r.start))
+            .map_err(|e| io_err(e, "seeking"))?;
+        f.read_exact(&mut buf).map_err(|e| io_err(e, "reading"))?;
+        return Ok(Bytes::from(buf));
+    }
+    // SAFETY: a mapping is undefined behaviour if the file changes under it. Objects here
+    // never change in place: `put_stream` writes a temp file and renames it over the key,
+    // and `delete` unlinks; either leaves this mapping on the inode it mapped. Only a
+    // process writing into the data dir behind the server's back could change or truncate
+    // the file, and the data dir belongs to the one `serve` that holds its lock.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(r.start)
+            .len(len)
+            .populate()
+            .map(&f)
+    }
+    .map_err(|e| io_err(e, "mapping"))?;
+    Ok(Bytes::from_owner(map))
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

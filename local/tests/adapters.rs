@@ -31,6 +31,66 @@ async fn fs_blob_store_keeps_the_contract() {
     longhaul_jobs::contract::blob_store_contract(Arc::new(store)).await;
 }
 
+/// Large ranges are mapped, not copied: they read the same bytes as small ones, at any
+/// offset, and a mapped range keeps the bytes it had when the key is written again (writes
+/// replace the file, never change it in place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_ranges_read_the_right_bytes_and_survive_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(
+        &dir.path().join("blobs"),
+        UrlSigner::from_key([7; 32]),
+        "http://127.0.0.1:1",
+    )
+    .unwrap();
+    let old: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    store
+        .put(
+            "big/a.bin",
+            Bytes::from(old.clone()),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let whole = store.get("big/a.bin", None).await.unwrap();
+    assert_eq!(whole.as_ref(), old.as_slice());
+    for (start, end) in [
+        (0, 1 << 20),
+        (4097, 2_100_000),
+        (1, 3_000_000),
+        (2_999_999, 3_000_000),
+    ] {
+        let got = store.get("big/a.bin", Some(start..end)).await.unwrap();
+        assert_eq!(
+            got.as_ref(),
+            &old[start as usize..end as usize],
+            "{start}..{end}"
+        );
+    }
+    assert!(matches!(
+        store.get("big/a.bin", Some(1..3_000_001)).await,
+        Err(longhaul_jobs::BlobError::InvalidRange { .. })
+    ));
+    store
+        .put(
+            "big/a.bin",
+            Bytes::from(vec![1u8; 2_000_000]),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        whole.as_ref(),
+        old.as_slice(),
+        "a mapped read outlives a rewrite"
+    );
+    let new = store.get("big/a.bin", Some(0..2_000_000)).await.unwrap();
+    assert!(new.iter().all(|&b| b == 1));
+    store.delete("big/a.bin").await.unwrap();
+    assert_eq!(new.len(), 2_000_000);
+    assert!(new.iter().all(|&b| b == 1), "and a delete");
+}
+
 #[tokio::test]
 async fn reopening_keeps_jobs_and_migrations_run_once() {
     let dir = tempfile::tempdir().unwrap();

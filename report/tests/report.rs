@@ -232,3 +232,36 @@ fn skipped_rows_are_named_by_their_physical_line_however_the_file_is_cut() {
         );
     }
 }
+
+#[test]
+fn metrics_over_one_column_share_it_and_count_reads_none() {
+    // `count` names a column that is not a number: rows are still counted, not skipped;
+    // sum, mean, min and max of `v` agree with each other whatever the order they are asked.
+    let data = b"k,v,note\na,1.5,x\na,2.25,y\nb,-3,z\nb,oops,w\n";
+    let s = spec(json!({"source": {"object": "x"}, "groupBy": ["k"],
+        "metrics": [{"op": "max", "column": "v"}, {"op": "count", "column": "note"},
+                    {"op": "sum", "column": "v"}, {"op": "min", "column": "v"}, {"op": "mean", "column": "v"}],
+        "sortBy": "sum_v", "descending": true}));
+    let r = run(&s, data, 1024, 1024);
+    assert_eq!(r.result["rowsRead"], json!(4));
+    assert_eq!(r.result["rowsSkipped"], json!(1));
+    assert_eq!(
+        r.result["top"],
+        json!([
+            {"k": "a", "max_v": 2.25, "count": 2, "sum_v": 3.75, "min_v": 1.5, "mean_v": 1.875},
+            {"k": "b", "max_v": -3, "count": 1, "sum_v": -3, "min_v": -3, "mean_v": -3}
+        ])
+    );
+}
+
+#[test]
+fn a_partial_made_for_another_spec_is_refused_not_a_panic() {
+    let one =
+        spec(json!({"source": {"object": "x"}, "groupBy": ["k"], "metrics": [{"op": "count"}]}));
+    let two = spec(json!({"source": {"object": "x"}, "groupBy": ["k"],
+        "metrics": [{"op": "sum", "column": "v"}, {"op": "max", "column": "w"}]}));
+    let header = vec!["k".to_string(), "v".to_string(), "w".to_string()];
+    let partial = aggregate(&one, &header, b"a,1,2\n", 2).unwrap();
+    let err = merge(&two, &[partial]).unwrap_err();
+    assert!(err.to_string().contains("value column"), "{err}");
+}

@@ -141,7 +141,12 @@ async fn create_for_execution(
     let input = job_type
         .validate(&req.job.input)
         .map_err(|m| StepError::new("InvalidJobInput", m))?;
-    let mut job = Job::new(&owner, &req.job.job_type, input, Utc::now());
+    let now = Utc::now();
+    let mut job = Job::new(&owner, &req.job.job_type, input, now);
+    job.expires_at = ctx
+        .job_retention
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| now + d);
     job.job_id = execution.name.clone();
     job.execution = execution.clone();
     job.openai_file_id_refs = req.job.openai_file_id_refs.clone();
@@ -296,8 +301,9 @@ pub struct Acknowledged {
     pub status: JobStatus,
 }
 
-/// Most result files a job keeps (ChatGPT shows at most 10; the rest stay in `files`).
-const MAX_RESULT_FILES: usize = 100;
+/// Most result files a job keeps (ChatGPT shows at most 10; the rest stay in `files`; the
+/// list must fit a DynamoDB item).
+const MAX_RESULT_FILES: usize = 200;
 
 /// Complete: result and files written, job → SUCCEEDED. The files are those the output
 /// names (inline ones are stored here) and every object under the job's output prefix.
@@ -309,13 +315,19 @@ pub async fn complete(ctx: &StepContext, req: CompleteRequest) -> Result<Acknowl
             format!("scratch object {bad} is not under {own}"),
         ));
     }
-    let files = result_files(ctx, &req.job_id, &req.output.files).await?;
+    let (result, result_file) = result_inline(ctx, &req.job_id, req.output.result).await?;
+    let mut files = result_files(ctx, &req.job_id, &req.output.files).await?;
+    if let Some(f) = result_file {
+        // First: when a long list is cut to fit an answer, the result is not what goes.
+        files.retain(|x| x.object != f.object);
+        files.insert(0, f);
+    }
     let patch = TransitionPatch {
         progress: Some(Progress {
             percent: 100,
             message: "Done".into(),
         }),
-        result: Some(req.output.result),
+        result: Some(result),
         files: Some(files),
         ..Default::default()
     };
@@ -347,6 +359,40 @@ pub async fn complete(ctx: &StepContext, req: CompleteRequest) -> Result<Acknowl
         job_id: job.job_id,
         status: job.status,
     })
+}
+
+/// The result to keep on the job: as it is, or — when larger than getJob may show — a note,
+/// with the result itself stored as the result file `result.json`.
+async fn result_inline(
+    ctx: &StepContext,
+    job_id: &str,
+    result: Value,
+) -> Result<(Value, Option<JobFile>), StepError> {
+    use longhaul_jobs::budget::{MAX_INLINE_RESULT_CHARS, json_len};
+    let len = json_len(&result);
+    if len <= MAX_INLINE_RESULT_CHARS {
+        return Ok((result, None));
+    }
+    let body = serde_json::to_vec_pretty(&result)
+        .map_err(|e| StepError::new("Internal", e.to_string()))?;
+    let key = format!("{}result.json", output_prefix(job_id));
+    let size_bytes = body.len() as u64;
+    ctx.blobs
+        .put(&key, Bytes::from(body), "application/json")
+        .await
+        .map_err(StepError::store)?;
+    let note = json!({
+        "truncated": true,
+        "note": format!("The result is {len} characters, too large to show here; it is the file result.json."),
+        "file": "result.json",
+    });
+    let file = JobFile {
+        name: "result.json".into(),
+        mime_type: "application/json".into(),
+        size_bytes,
+        object: key,
+    };
+    Ok((note, Some(file)))
 }
 
 /// The job's result files: inline ones stored under its output prefix, named objects

@@ -35,6 +35,9 @@ pub struct StepContext {
     pub blobs: Arc<dyn BlobStore>,
     pub types: Arc<JobTypes>,
     pub downloads: fetch::DownloadPolicy,
+    /// How long the records of jobs Register creates (scheduled runs) are kept, if limited;
+    /// startJob's own jobs get the service's.
+    pub job_retention: Option<std::time::Duration>,
 }
 
 /// A step's failure, as Step Functions sees it: an error name and a cause.
@@ -204,6 +207,59 @@ pub fn builtin_catalog() -> Result<longhaul_catalog::Catalog, longhaul_catalog::
         longhaul_catalog::builtin_folders(),
         &StepRegistry::all().rust_code(),
     )
+}
+
+/// The Rust step `longhaul new job-type --runtime rust` writes, compiled here as it is (and
+/// run by a test), so the scaffold always builds.
+#[cfg(test)]
+#[path = "../../src/scaffold/rust_step.rs"]
+mod scaffold_rust_step;
+
+#[cfg(test)]
+mod scaffold_tests {
+    use std::sync::Arc;
+
+    use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
+    use longhaul_jobs::{Job, JobStatus, JobStore, TransitionPatch};
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_scaffolded_rust_step_runs() {
+        let mut r = StepRegistry::default();
+        scaffold_rust_step::register(&mut r);
+        let store = Arc::new(MemoryJobStore::new());
+        let ctx = StepContext {
+            store: store.clone(),
+            blobs: Arc::new(MemoryBlobStore::new()),
+            types: Arc::new(JobTypes::empty()),
+            downloads: Default::default(),
+            job_retention: None,
+        };
+        let job = Job::new("a", "t", json!({}), chrono::Utc::now());
+        store.create(&job).await.unwrap();
+        store
+            .transition(
+                &job.job_id,
+                JobStatus::Running,
+                TransitionPatch::default(),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let out = r
+            .run(
+                &ctx,
+                "{name}-count",
+                json!({"jobId": job.job_id, "input": {"text": "a b c"}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["result"]["words"], 3);
+        let progress = store.get(&job.job_id).await.unwrap().unwrap().progress;
+        assert_eq!(progress.message, "counted 3 words");
+    }
 }
 
 /// The Rust steps of the job type folders: `jobtypes/NAME/steps.rs`, each a module with

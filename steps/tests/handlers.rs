@@ -23,6 +23,7 @@ fn ctx() -> StepContext {
         blobs: Arc::new(MemoryBlobStore::new()),
         types: Arc::new(builtin_types()),
         downloads: Default::default(),
+        job_retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
     }
 }
 
@@ -86,6 +87,10 @@ async fn register_creates_the_record_for_a_scheduled_run_and_validates_it() {
         "defaults filled as at startJob"
     );
     assert_eq!(status(&ctx, &id).await, JobStatus::Running);
+    // Kept as long as the service keeps jobs (a scheduled job expires like any other).
+    let stored = ctx.store.get(&id).await.unwrap().unwrap();
+    let kept = stored.expires_at.expect("expiresAt") - stored.created_at;
+    assert_eq!(kept.num_days(), 7);
 
     let bad = dispatch(
         &ctx,

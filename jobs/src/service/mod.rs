@@ -1,26 +1,32 @@
-//! JobService: the use cases (start, get with long poll, list, cancel, job types, uploads)
-//! over the ports. The HTTP API and the CLI call only this.
+//! JobService: the use cases (start, get with long poll, list, cancel, history, job types,
+//! uploads) over the ports. The HTTP API, MCP and the CLI call only this. Around it:
+//! `error` (ServiceError → API codes), `sources` (file inputs and their checks),
+//! `idempotency` (keys and the request hash), `cursor` (the opaque page cursors).
+
+mod cursor;
+mod error;
+mod idempotency;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::job::{
-    ExecutionRef, Job, JobError, JobStatus, OpenAiFileRef, TransitionPatch, is_valid_job_id,
-};
+pub use error::ServiceError;
+pub use sources::{FileSource, upload_prefix, validate_file_name};
+
+use crate::budget::{RESPONSE_BUDGET, fit_prefix};
+use crate::job::{Job, JobError, JobStatus, OpenAiFileRef, TransitionPatch, is_valid_job_id};
 use crate::ports::{
-    BlobError, BlobStore, CreateOutcome, JobStore, ListQuery, Orchestrator, OrchestratorError,
-    StoreError, TransitionOutcome,
+    BlobStore, CreateOutcome, JobStore, ListQuery, Orchestrator, OrchestratorError,
+    TransitionOutcome,
 };
-use crate::types::{JobType, JobTypeInfo, JobTypes};
-use crate::view::{ExecutionHistory, FileView, JobView};
+use crate::types::{JobTypeInfo, JobTypes};
+use crate::view::{ExecutionHistory, FileView, JobSummary, JobView};
 
 mod callbacks;
 pub use callbacks::FailTaskRequest;
@@ -59,78 +65,6 @@ impl Default for ServiceConfig {
     }
 }
 
-/// Errors the service returns; each maps to one API error code.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        retry_after_seconds: u32,
-    },
-    #[error("{message}")]
-    Unavailable {
-        message: String,
-        retry_after_seconds: u32,
-    },
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl ServiceError {
-    /// The API error code (DESIGN.md).
-    pub fn code(&self) -> &'static str {
-        match self {
-            ServiceError::BadRequest(_) => "bad_request",
-            ServiceError::NotFound(_) => "not_found",
-            ServiceError::Conflict(_) => "conflict",
-            ServiceError::PayloadTooLarge(_) => "payload_too_large",
-            ServiceError::TooManyRequests { .. } => "too_many_requests",
-            ServiceError::Unavailable { .. } => "unavailable",
-            ServiceError::Internal(_) => "internal",
-        }
-    }
-
-    fn job_not_found(job_id: &str) -> ServiceError {
-        ServiceError::NotFound(format!("no job {job_id}"))
-    }
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => ServiceError::Unavailable {
-                message: format!("the job store cannot take requests now ({m}); try again"),
-                retry_after_seconds: 5,
-            },
-            StoreError::Other(m) => ServiceError::Internal(m),
-        }
-    }
-}
-
-impl From<BlobError> for ServiceError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(m) => ServiceError::Unavailable {
-                message: format!("file storage cannot take requests now ({m}); try again"),
-                retry_after_seconds: 5,
-            },
-            BlobError::InvalidKey { .. } | BlobError::InvalidRange { .. } => {
-                ServiceError::BadRequest(e.to_string())
-            }
-            BlobError::NotFound(k) => ServiceError::NotFound(format!("no object {k}")),
-            BlobError::Other(m) => ServiceError::Internal(m),
-        }
-    }
-}
-
 /// Body of startJob.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -149,21 +83,74 @@ pub struct StartJobRequest {
     pub openai_file_id_refs: Option<Vec<OpenAiFileRef>>,
 }
 
-/// Query of listJobs, as received (validated by the service).
+/// Query of listJobs. An empty value is no value (`?status=` filters nothing).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
-    pub status: Option<String>,
-    #[serde(rename = "type")]
+    #[serde(default, deserialize_with = "status_param")]
+    pub status: Option<JobStatus>,
+    #[serde(default, rename = "type", deserialize_with = "string_param")]
     pub job_type: Option<String>,
-    pub limit: Option<String>,
+    #[serde(default, deserialize_with = "count_param")]
+    pub limit: Option<u32>,
+    #[serde(default, deserialize_with = "string_param")]
     pub cursor: Option<String>,
 }
 
-/// Answer of listJobs.
+/// Query of getJobHistory.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    #[serde(default, deserialize_with = "string_param")]
+    pub cursor: Option<String>,
+    #[serde(default, deserialize_with = "count_param")]
+    pub limit: Option<u32>,
+}
+
+/// Query of getJob.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetParams {
+    /// Seconds to hold the request until the job ends (0 to `max_wait`).
+    #[serde(default, deserialize_with = "count_param")]
+    pub wait_seconds: Option<u32>,
+}
+
+fn string_param<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = Option::deserialize(d)?;
+    Ok(v.filter(|s| !s.is_empty()))
+}
+
+fn count_param<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    match string_param(d)? {
+        None => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{s:?} is not a whole number"))),
+    }
+}
+
+fn status_param<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JobStatus>, D::Error> {
+    use serde::de::Error;
+    match string_param(d)? {
+        None => Ok(None),
+        Some(s) => JobStatus::parse(s.trim()).map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "status must be one of {}",
+                JobStatus::ALL.map(|s| s.as_str()).join(", ")
+            ))
+        }),
+    }
+}
+
+/// Answer of listJobs: summaries (getJob has each job's result and file links).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobList {
-    pub jobs: Vec<JobView>,
+    pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -200,10 +187,10 @@ pub struct JobService {
     config: ServiceConfig,
 }
 
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
-const MAX_FILE_REFS: usize = 10;
-const MAX_LIST_LIMIT: usize = 100;
-const DEFAULT_LIST_LIMIT: usize = 20;
+const MAX_LIST_LIMIT: u32 = 100;
+const DEFAULT_LIST_LIMIT: u32 = 20;
+const MAX_HISTORY_LIMIT: u32 = 1000;
+const DEFAULT_HISTORY_LIMIT: u32 = 100;
 
 impl JobService {
     pub fn new(
@@ -268,12 +255,12 @@ impl JobService {
             .validate(&req.input)
             .map_err(ServiceError::BadRequest)?;
         if let Some(key) = &req.idempotency_key {
-            validate_idempotency_key(key)?;
+            idempotency::validate_idempotency_key(key)?;
         }
         let refs = req.openai_file_id_refs.clone().unwrap_or_default();
-        validate_file_refs(&refs)?;
+        sources::validate_file_refs(&refs)?;
         self.check_sources(owner, job_type, &input, &refs).await?;
-        let request_hash = request_hash(&req);
+        let request_hash = idempotency::request_hash(&req);
 
         if let Some(key) = &req.idempotency_key
             && let Some(existing) = self.store.find_by_idempotency_key(owner, key).await?
@@ -310,89 +297,6 @@ impl JobService {
         }
         let job = self.launch(job).await?;
         Ok((self.view(&job).await?, true))
-    }
-
-    /// Checks a job's file inputs before anything is written: an upload must be the owner's
-    /// and exist (and pass the type's check of its first bytes), a file ref must point into
-    /// openaiFileIdRefs, a URL must be https to a public address.
-    async fn check_sources(
-        &self,
-        owner: &str,
-        job_type: &JobType,
-        input: &Value,
-        refs: &[OpenAiFileRef],
-    ) -> Result<(), ServiceError> {
-        for field in &job_type.file_inputs {
-            let Some(value) = input.get(field) else {
-                continue;
-            };
-            let source = FileSource::parse(value)
-                .map_err(|m| ServiceError::BadRequest(format!("input.{field}: {m}")))?;
-            match source {
-                FileSource::Object(object) => {
-                    self.check_upload(owner, job_type, input, field, &object)
-                        .await?;
-                }
-                FileSource::FileRef(i) => {
-                    let Some(r) = refs.get(i) else {
-                        return Err(ServiceError::BadRequest(format!(
-                            "input.{field}.fileRef: {i} is not an index of openaiFileIdRefs ({} file(s) attached)",
-                            refs.len()
-                        )));
-                    };
-                    // Refused now rather than failing the job later in Register.
-                    check_download_url(&r.download_link, self.config.allow_insecure_downloads)
-                        .map_err(|m| {
-                            ServiceError::BadRequest(format!(
-                                "openaiFileIdRefs[{i}].download_link: {m}"
-                            ))
-                        })?;
-                }
-                FileSource::Url(url) => {
-                    check_download_url(&url, self.config.allow_insecure_downloads)
-                        .map_err(|m| ServiceError::BadRequest(format!("input.{field}.url: {m}")))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// An upload used as a file input: the owner's, there, within the size limit, and its
-    /// first bytes pass the type's check.
-    async fn check_upload(
-        &self,
-        owner: &str,
-        job_type: &JobType,
-        input: &Value,
-        field: &str,
-        object: &str,
-    ) -> Result<(), ServiceError> {
-        let prefix = format!("{}/", upload_prefix(owner));
-        if !object.starts_with(&prefix) {
-            return Err(ServiceError::BadRequest(format!(
-                "input.{field}.object: not one of your uploads (use the object createUpload returned)"
-            )));
-        }
-        let meta = self.blobs.head(object).await?.ok_or_else(|| {
-            ServiceError::BadRequest(format!(
-                "input.{field}.object: nothing was uploaded there yet (PUT the file to its uploadUrl first)"
-            ))
-        })?;
-        // S3's presigned PUT cannot cap the size: the cap is enforced here, at use.
-        if meta.size_bytes > self.config.max_upload_bytes {
-            return Err(ServiceError::PayloadTooLarge(format!(
-                "input.{field}.object: the upload is {} bytes, over the limit of {}",
-                meta.size_bytes, self.config.max_upload_bytes
-            )));
-        }
-        let head_len = meta.size_bytes.min(64 * 1024);
-        if head_len > 0 {
-            let first = self.blobs.get(object, Some(0..head_len)).await?;
-            job_type
-                .check_file_head(input, field, &first)
-                .map_err(ServiceError::BadRequest)?;
-        }
-        Ok(())
     }
 
     /// An idempotent replay: same body → the same job (started again if an earlier start
@@ -477,19 +381,32 @@ impl JobService {
         }
     }
 
-    /// getJob; with `wait` > 0, returns as soon as the job is terminal or `wait` has passed.
+    /// getJob with `waitSeconds`: checked, then [`JobService::get`].
+    pub async fn get_with(
+        &self,
+        owner: &str,
+        job_id: &str,
+        params: GetParams,
+    ) -> Result<JobView, ServiceError> {
+        let wait = u64::from(params.wait_seconds.unwrap_or(0));
+        if wait > self.config.max_wait.as_secs() {
+            return Err(ServiceError::BadRequest(format!(
+                "waitSeconds must be an integer from 0 to {}",
+                self.config.max_wait.as_secs()
+            )));
+        }
+        self.get(owner, job_id, Duration::from_secs(wait)).await
+    }
+
+    /// getJob; with `wait` > 0, returns as soon as the job is terminal or `wait` has passed
+    /// (at most the service's longest long poll).
     pub async fn get(
         &self,
         owner: &str,
         job_id: &str,
         wait: Duration,
     ) -> Result<JobView, ServiceError> {
-        if wait > self.config.max_wait {
-            return Err(ServiceError::BadRequest(format!(
-                "waitSeconds must be between 0 and {}",
-                self.config.max_wait.as_secs()
-            )));
-        }
+        let wait = wait.min(self.config.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Subscribe before reading, so a change between the read and the wait wakes us.
@@ -508,35 +425,20 @@ impl JobService {
         }
     }
 
-    /// getJobHistory: the events of the job's execution, oldest first, a page at a time.
+    /// getJobHistory: the events of the job's execution, oldest first, a page at a time —
+    /// `limit` events, or fewer when more would not fit the response budget.
     pub async fn history(
         &self,
         owner: &str,
         job_id: &str,
-        cursor: Option<&str>,
-        limit: Option<&str>,
+        params: &HistoryParams,
     ) -> Result<ExecutionHistory, ServiceError> {
-        let limit = match limit.filter(|s| !s.is_empty()) {
-            None => 100,
-            Some(s) => match s.parse::<usize>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    return Err(ServiceError::BadRequest(
-                        "limit must be an integer from 1 to 1000".into(),
-                    ));
-                }
-            },
-        };
-        let after = match cursor.filter(|s| !s.is_empty()) {
+        let limit = checked_limit(params.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)?;
+        let after = match &params.cursor {
             None => 0,
-            Some(c) => URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.strip_prefix("h1:").and_then(|n| n.parse::<u64>().ok()))
-                .ok_or_else(|| {
-                    ServiceError::BadRequest("cursor is not one this service returned".into())
-                })?,
+            Some(c) => cursor::decode_history_cursor(c).ok_or_else(|| {
+                ServiceError::BadRequest("cursor is not one this service returned".into())
+            })?,
         };
         let job = self.owned_job(owner, job_id).await?;
         if job.execution.arn.is_none() {
@@ -560,12 +462,11 @@ impl JobService {
                 },
                 OrchestratorError::Other(m) => ServiceError::Internal(m),
             })?;
-        let more = events.len() > limit;
+        let mut more = events.len() > limit;
         events.truncate(limit);
+        more |= fit_prefix(&mut events, job.job_id.len() + 200, RESPONSE_BUDGET);
         let next_cursor = if more {
-            events
-                .last()
-                .map(|e| URL_SAFE_NO_PAD.encode(format!("h1:{}", e.id)))
+            events.last().map(|e| cursor::encode_history_cursor(e.id))
         } else {
             None
         };
@@ -576,19 +477,10 @@ impl JobService {
         })
     }
 
-    /// listJobs: the owner's jobs, newest first.
+    /// listJobs: the owner's jobs, newest first, as summaries — `limit` of them, or fewer
+    /// when more would not fit the response budget (the cursor goes on from the last one).
     pub async fn list(&self, owner: &str, params: &ListParams) -> Result<JobList, ServiceError> {
-        let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-                ServiceError::BadRequest(format!(
-                    "status must be one of {}",
-                    JobStatus::ALL.map(|s| s.as_str()).join(", ")
-                ))
-            })?),
-        };
-        let job_type = params.job_type.clone().filter(|t| !t.is_empty());
-        if let Some(t) = &job_type
+        if let Some(t) = &params.job_type
             && self.types.get(t).is_none()
         {
             return Err(ServiceError::BadRequest(format!(
@@ -596,20 +488,10 @@ impl JobService {
                 self.types.names().join(", ")
             )));
         }
-        let limit = match params.limit.as_deref().filter(|s| !s.is_empty()) {
-            None => DEFAULT_LIST_LIMIT,
-            Some(s) => match s.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ServiceError::BadRequest(format!(
-                        "limit must be an integer from 1 to {MAX_LIST_LIMIT}"
-                    )));
-                }
-            },
-        };
-        let after_job_id = match params.cursor.as_deref().filter(|s| !s.is_empty()) {
+        let limit = checked_limit(params.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
+        let after_job_id = match &params.cursor {
             None => None,
-            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            Some(c) => Some(cursor::decode_cursor(c).ok_or_else(|| {
                 ServiceError::BadRequest("cursor is not one this service returned".into())
             })?),
         };
@@ -618,20 +500,23 @@ impl JobService {
             .list(
                 owner,
                 &ListQuery {
-                    status,
-                    job_type,
+                    status: params.status,
+                    job_type: params.job_type.clone(),
                     limit,
                     after_job_id,
                 },
             )
             .await?;
-        let mut jobs = Vec::with_capacity(page.jobs.len());
-        for job in &page.jobs {
-            jobs.push(self.view(job).await?);
-        }
+        let mut jobs: Vec<JobSummary> = page.jobs.iter().map(JobSummary::new).collect();
+        let cut = fit_prefix(&mut jobs, 200, RESPONSE_BUDGET);
+        let next = if cut {
+            jobs.last().map(|j| j.job_id.clone())
+        } else {
+            page.next_after_job_id
+        };
         Ok(JobList {
             jobs,
-            next_cursor: page.next_after_job_id.as_deref().map(encode_cursor),
+            next_cursor: next.as_deref().map(cursor::encode_cursor),
         })
     }
 
@@ -671,7 +556,7 @@ impl JobService {
             .stop(&job.execution, "JobCancelled", "cancelled by the user")
             .await
         {
-            // The job is CANCELLED either way; its workers' writes are refused from now on.
+            // The job is CANCELLED either way; its steps' writes are refused from now on.
             tracing::warn!(job_id, error = %e, "could not stop the execution of a cancelled job");
         }
         self.view(&job).await
@@ -716,6 +601,54 @@ impl JobService {
         })
     }
 
+    /// Ends the jobs that ran past their type's `timeoutSeconds`: RUNNING ones become
+    /// TIMED_OUT (QUEUED ones FAILED), and their executions are stopped. Run every few
+    /// seconds on one machine, every minute on AWS (one workflow serves every type, so the
+    /// workflow's own time limit is the longest type's). Returns how many it ended.
+    pub async fn time_out_overdue(&self, now: DateTime<Utc>) -> Result<usize, ServiceError> {
+        let mut ended = 0;
+        for job in self.store.active_jobs(10_000).await? {
+            let Some(t) = self.types.get(&job.job_type) else {
+                continue;
+            };
+            let limit = chrono::Duration::seconds(i64::from(t.timeout_seconds));
+            if now < job.created_at + limit {
+                continue;
+            }
+            let error = JobError {
+                code: "timed_out".into(),
+                message: format!(
+                    "the job ran past its type's time limit ({} s)",
+                    t.timeout_seconds
+                ),
+            };
+            let to = if job.status == JobStatus::Running {
+                JobStatus::TimedOut
+            } else {
+                JobStatus::Failed
+            };
+            let patch = TransitionPatch {
+                error: Some(error.clone()),
+                ..Default::default()
+            };
+            if let TransitionOutcome::Applied(job) =
+                self.store.transition(&job.job_id, to, patch, now).await?
+            {
+                ended += 1;
+                tracing::info!(job_id = %job.job_id, job_type = %job.job_type, "timed out");
+                if let Err(e) = self
+                    .orchestrator
+                    .stop(&job.execution, "States.Timeout", &error.message)
+                    .await
+                {
+                    // The job is ended either way; its steps' writes are refused from now on.
+                    tracing::warn!(job_id = %job.job_id, error = %e, "could not stop the execution of a timed-out job");
+                }
+            }
+        }
+        Ok(ended)
+    }
+
     /// The client's view of a job, with fresh signed links for its files.
     pub async fn view(&self, job: &Job) -> Result<JobView, ServiceError> {
         let mut files = Vec::with_capacity(job.files.len());
@@ -736,191 +669,13 @@ impl JobService {
     }
 }
 
-/// The outbound policy's URL check (longhaul-outbound), as a message.
-fn check_download_url(url: &str, allow_insecure: bool) -> Result<(), String> {
-    longhaul_outbound::check_url(url, longhaul_outbound::OutboundPolicy { allow_insecure })
-        .map(drop)
-}
-
-/// A file input's value as the client gives it (the schema `file_source_schema` describes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileSource {
-    /// An object in the blob store (an upload, or a copy Register made).
-    Object(String),
-    /// An index into the request's openaiFileIdRefs.
-    FileRef(usize),
-    Url(String),
-}
-
-impl FileSource {
-    pub fn parse(v: &Value) -> Result<FileSource, String> {
-        if let Some(o) = v.get("object").and_then(Value::as_str) {
-            Ok(FileSource::Object(o.to_string()))
-        } else if let Some(i) = v.get("fileRef").and_then(Value::as_u64) {
-            usize::try_from(i)
-                .map(FileSource::FileRef)
-                .map_err(|_| format!("fileRef {i} is out of range"))
-        } else if let Some(u) = v.get("url").and_then(Value::as_str) {
-            Ok(FileSource::Url(u.to_string()))
-        } else {
-            Err("a file is {\"object\"}, {\"fileRef\"} or {\"url\"}".into())
-        }
-    }
-}
-
-/// The prefix under which an owner's uploads live. A job may read only objects under its
-/// owner's prefix (owners are isolated).
-pub fn upload_prefix(owner: &str) -> String {
-    let digest = Sha256::digest(owner.as_bytes());
-    format!("uploads/{}", &hex::encode(digest)[..24])
-}
-
-fn validate_idempotency_key(key: &str) -> Result<(), ServiceError> {
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY_LEN
-        || !key.chars().all(|c| c.is_ascii_graphic())
-    {
-        return Err(ServiceError::BadRequest(format!(
-            "idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters without spaces"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_file_refs(refs: &[OpenAiFileRef]) -> Result<(), ServiceError> {
-    if refs.len() > MAX_FILE_REFS {
-        return Err(ServiceError::BadRequest(format!(
-            "openaiFileIdRefs: at most {MAX_FILE_REFS} files"
-        )));
-    }
-    for (i, r) in refs.iter().enumerate() {
-        if !r.download_link.starts_with("https://") && !r.download_link.starts_with("http://") {
-            return Err(ServiceError::BadRequest(format!(
-                "openaiFileIdRefs[{i}].download_link must be an http(s) URL"
-            )));
-        }
-        if r.name.is_empty() || r.name.len() > 255 {
-            return Err(ServiceError::BadRequest(format!(
-                "openaiFileIdRefs[{i}].name must be 1 to 255 characters"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// A file name safe to use as the last segment of an object key.
-pub fn validate_file_name(name: &str) -> Result<String, ServiceError> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name != "."
-        && name != ".."
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok {
-        Ok(name.to_string())
-    } else {
-        Err(ServiceError::BadRequest(
-            "name must be 1 to 200 characters of letters, digits, '.', '-' or '_', not starting with '.' (no paths)"
-                .into(),
-        ))
-    }
-}
-
-/// SHA-256 of the request with object keys sorted, so the same body always hashes the same.
-fn request_hash(req: &StartJobRequest) -> String {
-    let canonical = serde_json::json!({
-        "type": req.job_type,
-        "input": canonical_json(&req.input),
-        "openaiFileIdRefs": req.openai_file_id_refs.as_ref().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)),
-    });
-    hex::encode(Sha256::digest(
-        canonical_json(&canonical).to_string().as_bytes(),
-    ))
-}
-
-fn canonical_json(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut entries: Vec<_> = m.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), canonical_json(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(a) => Value::Array(a.iter().map(canonical_json).collect()),
-        other => other.clone(),
-    }
-}
-
-fn encode_cursor(after_job_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{after_job_id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let s = String::from_utf8(bytes).ok()?;
-    let id = s.strip_prefix("v1:")?;
-    is_valid_job_id(id).then(|| id.to_string())
-}
-
-/// Execution reference for a job started under `name` (used by adapters).
-pub fn execution_ref(name: &str, arn: Option<String>, console_url: Option<String>) -> ExecutionRef {
-    ExecutionRef {
-        name: name.to_string(),
-        arn,
-        console_url,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trips_and_rejects_junk() {
-        let id = crate::job::new_job_id();
-        assert_eq!(decode_cursor(&encode_cursor(&id)), Some(id));
-        assert_eq!(decode_cursor("junk"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("v1:../x")), None);
-    }
-
-    #[test]
-    fn request_hash_ignores_key_order() {
-        let a: StartJobRequest =
-            serde_json::from_str(r#"{"type":"demo","input":{"steps":1,"stepSeconds":0}}"#).unwrap();
-        let b: StartJobRequest =
-            serde_json::from_str(r#"{"input":{"stepSeconds":0,"steps":1},"type":"demo"}"#).unwrap();
-        let c: StartJobRequest =
-            serde_json::from_str(r#"{"type":"demo","input":{"steps":2,"stepSeconds":0}}"#).unwrap();
-        assert_eq!(request_hash(&a), request_hash(&b));
-        assert_ne!(request_hash(&a), request_hash(&c));
-    }
-
-    #[test]
-    fn file_names_cannot_escape() {
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../x",
-            "/etc/passwd",
-            "a/b",
-            ".hidden",
-            "a b",
-        ] {
-            assert!(validate_file_name(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_file_name("sales-2024.csv").is_ok());
-    }
-
-    #[test]
-    fn upload_prefixes_differ_per_owner() {
-        assert_ne!(upload_prefix("alice"), upload_prefix("bob"));
-        assert!(upload_prefix("alice").starts_with("uploads/"));
+/// `limit` as given (1 to `max`), or `default`.
+fn checked_limit(limit: Option<u32>, default: u32, max: u32) -> Result<usize, ServiceError> {
+    match limit {
+        None => Ok(default as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ServiceError::BadRequest(format!(
+            "limit must be an integer from 1 to {max}"
+        ))),
     }
 }
