@@ -12,8 +12,10 @@ use clap::{Args, ValueEnum};
 use longhaul_api::{ApiState, Authenticator};
 use longhaul_catalog::Catalog;
 use longhaul_jobs::{BlobStore, JobService, JobStore, ServiceConfig};
+use longhaul_local::http_task::OutboundHttp;
 use longhaul_local::orchestrator::{EngineOrchestrator, LocalSteps, check_interpreters};
 use longhaul_local::schedule::Schedule;
+use longhaul_outbound::OutboundPolicy;
 use longhaul_steps::{StepContext, StepRegistry};
 use tokio::net::TcpListener;
 
@@ -63,8 +65,9 @@ pub struct ServeArgs {
     /// Largest upload, in bytes.
     #[arg(long, env = "LONGHAUL_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
-    /// Let URL and file-ref downloads use http and reach loopback/private addresses. For
-    /// local testing only: it turns off the protection against server-side request forgery.
+    /// Let URL and file-ref downloads and HTTP Tasks use http and reach loopback/private
+    /// addresses. For local testing only: it turns off the protection against server-side
+    /// request forgery.
     #[arg(long, env = "LONGHAUL_ALLOW_INSECURE_DOWNLOADS")]
     pub allow_insecure_downloads: bool,
     /// Log format.
@@ -327,7 +330,11 @@ async fn start_workflow(
         longhaul_engine::SqliteExecutionStore::open(&args.data_dir.join("engine.db"))
             .context("opening the engine's execution store")?,
     );
-    let orchestrator = EngineOrchestrator::with_steps(exec_store, steps, machine)
+    // HTTP Tasks reach what URL sources may reach: one outbound policy.
+    let http = Arc::new(OutboundHttp::new(OutboundPolicy {
+        allow_insecure: args.allow_insecure_downloads,
+    }));
+    let orchestrator = EngineOrchestrator::with_steps(exec_store, steps, http, machine)
         .await
         .context("registering the workflow")?;
     Ok(Workflow {

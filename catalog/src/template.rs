@@ -56,6 +56,12 @@ pub fn template(catalog: &Catalog, root: &Path) -> Result<String, CatalogError> 
         )
         .ok();
     }
+    if catalog
+        .workflow_text()
+        .contains(&format!("\"{HTTP_INVOKE}\""))
+    {
+        invoke.push_str(HTTP_TASK_POLICY);
+    }
     // The Rust functions' code is the lambda crate of the checkout `longhaul sam` runs in.
     let rust_code_uri = format!(
         "    CodeUri: {}",
@@ -91,6 +97,27 @@ pub fn template(catalog: &Catalog, root: &Path) -> Result<String, CatalogError> 
     }
     Ok(out)
 }
+
+/// The HTTP Task's resource.
+const HTTP_INVOKE: &str = "arn:aws:states:::http:invoke";
+
+/// What the state machine's role needs for HTTP Tasks (AWS's guide): to call endpoints, and
+/// to read the EventBridge connections' credentials. Only when a job type has one. The
+/// state machine is named, not referenced: its role cannot depend on it.
+const HTTP_TASK_POLICY: &str = r#"        # HTTP Tasks (arn:aws:states:::http:invoke) in the job types' workflows.
+        - Statement:
+            - Effect: Allow
+              Action: states:InvokeHTTPEndpoint
+              Resource: !Sub "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-jobs"
+            - Effect: Allow
+              Action: events:RetrieveConnectionCredentials
+              Resource: !Sub "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:connection/*"
+            - Effect: Allow
+              Action:
+                - secretsmanager:GetSecretValue
+                - secretsmanager:DescribeSecret
+              Resource: !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:events!connection/*"
+"#;
 
 /// A YAML double-quoted scalar (JSON's string syntax is YAML's).
 fn quoted(s: &str) -> String {

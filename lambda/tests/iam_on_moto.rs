@@ -663,6 +663,27 @@ async fn job_calls(w: &World, app: &axum::Router, jobs: &ApiJobs) {
         "{s} {next}"
     );
 
+    // The callback routes call SendTask*: whatever moto says of this token (it takes any
+    // when it runs no executions), the answer is never a refused call (a 500).
+    for (answer, body) in [
+        ("success", Some(json!({"approved": true}))),
+        ("failure", Some(json!({"error": "Rejected"}))),
+        ("heartbeat", None),
+    ] {
+        let (s, r) = call(
+            app,
+            rest_event(
+                "POST",
+                &format!("/task-tokens/iam-test-token/{answer}"),
+                OWNER,
+                body,
+                None,
+            ),
+        )
+        .await;
+        assert!(s == 200 || s == 404, "{answer}: {s} {r}");
+    }
+
     // A start retried after its execution ended: DescribeExecution says it is this job's.
     let orchestrator = longhaul_aws::SfnOrchestrator::new(
         w.f("api").clients.sfn(),

@@ -315,6 +315,9 @@ async fn the_step_functions_run_jobs_against_dynamodb_and_s3() {
     let orchestrator = longhaul_local::orchestrator::EngineOrchestrator::with_steps(
         Arc::new(longhaul_engine::MemoryExecutionStore::default()),
         steps,
+        Arc::new(longhaul_local::http_task::OutboundHttp::new(
+            Default::default(),
+        )),
         machine,
     )
     .await

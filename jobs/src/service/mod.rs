@@ -28,6 +28,9 @@ use crate::ports::{
 use crate::types::{JobTypeInfo, JobTypes};
 use crate::view::{ExecutionHistory, FileView, JobSummary, JobView};
 
+mod callbacks;
+pub use callbacks::FailTaskRequest;
+
 /// Limits and lifetimes of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
