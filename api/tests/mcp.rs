@@ -707,7 +707,7 @@ async fn task_methods_refuse_what_is_not_the_callers_or_not_well_formed() {
     assert_eq!(r.body["result"]["tasks"], json!([]));
     let r = legacy(&app, ALICE, "tasks/list", json!({"cursor": "junk"})).await;
     assert_eq!(r.body["error"]["code"], INVALID_PARAMS);
-    // tasks/update: the caller's task is acknowledged (no input is ever outstanding yet).
+    // tasks/update: an answer to a key the task does not wait for is ignored and acknowledged.
     let r = modern(
         &app,
         ALICE,
