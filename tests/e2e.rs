@@ -718,17 +718,32 @@ fn a_job_waits_for_its_owners_answer_and_goes_on_with_it() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "RUNNING", "{}", r.text);
     let asked = &r.body["inputRequest"];
-    assert_eq!(asked["message"], "Which colour should the report be?", "{}", r.text);
-    assert_eq!(asked["requestedSchema"]["required"], json!(["answer"]));
-    assert!(asked["requestId"].as_str().unwrap().starts_with("input-"));
-    assert!(
-        r.body["message"].as_str().unwrap().contains("answerJobInput"),
+    assert_eq!(
+        asked["message"], "Which colour should the report be?",
         "{}",
         r.text
     );
-    assert!(!r.text.contains("taskToken"), "the token stays on the server: {}", r.text);
+    assert_eq!(asked["requestedSchema"]["required"], json!(["answer"]));
+    assert!(asked["requestId"].as_str().unwrap().starts_with("input-"));
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("answerJobInput"),
+        "{}",
+        r.text
+    );
+    assert!(
+        !r.text.contains("taskToken"),
+        "the token stays on the server: {}",
+        r.text
+    );
     let listed = alice.get("/jobs");
-    assert_eq!(listed.body["jobs"][0]["inputRequired"], true, "{}", listed.text);
+    assert_eq!(
+        listed.body["jobs"][0]["inputRequired"], true,
+        "{}",
+        listed.text
+    );
 
     // Another owner: not found, both ways; nothing is delivered.
     assert_eq!(bob.get(&format!("/jobs/{id}")).status, 404);
@@ -744,9 +759,17 @@ fn a_job_waits_for_its_owners_answer_and_goes_on_with_it() {
         (json!(["red"]), "answer"),
     ] {
         let r = alice.post(&format!("/jobs/{id}/input"), &answer);
-        assert_eq!((r.status, r.error_code()), (400, "bad_request"), "{answer}: {}", r.text);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, "bad_request"),
+            "{answer}: {}",
+            r.text
+        );
         let message = r.body["error"]["message"].as_str().unwrap();
-        assert!(message.starts_with(&format!("{field}:")), "{answer}: {message}");
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{answer}: {message}"
+        );
     }
 
     // The question survives a restart (it is on the job; the engine keeps the token).
@@ -754,7 +777,11 @@ fn a_job_waits_for_its_owners_answer_and_goes_on_with_it() {
     let server = Server::start(&data, &["--auth", &auth], Some(ALICE));
     let alice = server.client();
     let r = alice.get(&format!("/jobs/{id}"));
-    assert_eq!(r.body["inputRequest"]["message"], "Which colour should the report be?", "{}", r.text);
+    assert_eq!(
+        r.body["inputRequest"]["message"], "Which colour should the report be?",
+        "{}",
+        r.text
+    );
 
     let r = alice.post(&format!("/jobs/{id}/input"), &json!({"answer": "blue"}));
     assert_eq!(r.status, 200, "{}", r.text);

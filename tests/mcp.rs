@@ -698,7 +698,10 @@ fn a_task_waiting_for_input_takes_the_answer_through_tasks_update() {
     let task = &waiting["task"];
     assert_eq!(task["status"], "input_required", "{waiting}");
     assert!(
-        task["statusMessage"].as_str().unwrap().contains("Which colour?"),
+        task["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Which colour?"),
         "{waiting}"
     );
     let requests = task["inputRequests"].as_object().expect("inputRequests");
@@ -714,7 +717,12 @@ fn a_task_waiting_for_input_takes_the_answer_through_tasks_update() {
     );
     // REST shows the same question, under the same id.
     let r = alice.get(&format!("/jobs/{id}"));
-    assert_eq!(r.body["inputRequest"]["requestId"], key.as_str(), "{}", r.text);
+    assert_eq!(
+        r.body["inputRequest"]["requestId"],
+        key.as_str(),
+        "{}",
+        r.text
+    );
 
     // Another owner's update: not found.
     let update = |token: &str, responses: Value| {
@@ -725,20 +733,32 @@ fn a_task_waiting_for_input_takes_the_answer_through_tasks_update() {
             &["update-task", &id, &responses.to_string()],
         )
     };
-    let theirs = update(BOB, json!({key: {"action": "accept", "content": {"answer": "red"}}}));
+    let theirs = update(
+        BOB,
+        json!({key: {"action": "accept", "content": {"answer": "red"}}}),
+    );
     assert_eq!(theirs["error"]["code"], -32602, "{theirs}");
     // An answer the schema refuses: -32602 naming the field; the task still waits.
-    let bad = update(ALICE, json!({key: {"action": "accept", "content": {"answer": 7}}}));
+    let bad = update(
+        ALICE,
+        json!({key: {"action": "accept", "content": {"answer": 7}}}),
+    );
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
     let message = bad["error"]["message"].as_str().unwrap();
     assert!(message.contains("content.answer:"), "{bad}");
     // A key that is not outstanding is ignored (the extension's rule).
-    let ignored = update(ALICE, json!({"input-0": {"action": "accept", "content": {"answer": "red"}}}));
+    let ignored = update(
+        ALICE,
+        json!({"input-0": {"action": "accept", "content": {"answer": "red"}}}),
+    );
     assert!(ignored.get("error").is_none(), "{ignored}");
     let still = mcp(&server, Some(ALICE), "modern", &["get-task", &id]);
     assert_eq!(still["task"]["status"], "input_required", "{still}");
 
-    let ack = update(ALICE, json!({key: {"action": "accept", "content": {"answer": "blue"}}}));
+    let ack = update(
+        ALICE,
+        json!({key: {"action": "accept", "content": {"answer": "blue"}}}),
+    );
     assert_eq!(ack["ack"]["resultType"], "complete", "{ack}");
     let done = mcp(&server, Some(ALICE), "modern", &["wait-task", &id]);
     assert_eq!(done["task"]["status"], "completed", "{done}");
@@ -763,7 +783,11 @@ fn a_task_waiting_for_input_takes_the_answer_through_tasks_update() {
         &server,
         Some(ALICE),
         "modern",
-        &["update-task", &declined_id, &json!({key: {"action": "decline"}}).to_string()],
+        &[
+            "update-task",
+            &declined_id,
+            &json!({key: {"action": "decline"}}).to_string(),
+        ],
     );
     assert!(ack.get("error").is_none(), "{ack}");
     let done = alice.wait_terminal(&declined_id, std::time::Duration::from_secs(60));
@@ -792,7 +816,10 @@ fn a_task_waiting_for_input_takes_the_answer_through_tasks_update() {
         .cloned()
         .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(entry["status"], "input_required", "{listed}");
-    let r = alice.post(&format!("/jobs/{legacy_id}/input"), &json!({"answer": "green"}));
+    let r = alice.post(
+        &format!("/jobs/{legacy_id}/input"),
+        &json!({"answer": "green"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let done = mcp(&server, Some(ALICE), "legacy", &["wait-task", &legacy_id]);
     assert_eq!(done["task"]["status"], "completed", "{done}");
