@@ -161,6 +161,16 @@ impl Client {
         Ok(self.send(req).await?.1)
     }
 
+    /// answerJobInput: the answer to the question the job waits for.
+    pub async fn answer(&self, job_id: &str, answer: &Value) -> Result<Value> {
+        check_job_id(job_id)?;
+        let req = self
+            .http
+            .post(format!("{}/jobs/{job_id}/input", self.base))
+            .json(answer);
+        Ok(self.send(req).await?.1)
+    }
+
     pub async fn cancel(&self, job_id: &str) -> Result<Value> {
         check_job_id(job_id)?;
         let req = self
@@ -334,10 +344,33 @@ impl Client {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        let mut asked: Option<String> = None;
         loop {
             // A short wait keeps the bar moving; the server wakes us at once when it ends.
             let job = self.get(job_id, if show_progress { 2 } else { 20 }).await?;
             let status = job["status"].as_str().unwrap_or("");
+            if let Some(request) = job.get("inputRequest").filter(|r| r.is_object()) {
+                // The long poll returns at once while the job waits for an answer: say so
+                // once per question, and poll gently until someone answers.
+                let id = request["requestId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if asked.as_deref() != Some(id.as_str()) {
+                    let line = format!(
+                        "job {job_id} asks: {}\nanswer it with: longhaul answer {job_id} --input '<JSON matching {}>'",
+                        request["message"].as_str().unwrap_or_default(),
+                        request["requestedSchema"]
+                    );
+                    match &bar {
+                        Some(bar) => bar.println(line),
+                        None => eprintln!("{line}"),
+                    }
+                    asked = Some(id);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
             if let Some(bar) = &bar {
                 bar.set_position(job["progress"]["percent"].as_u64().unwrap_or(0));
                 bar.set_message(format!(
@@ -599,6 +632,26 @@ pub async fn start_command(args: StartArgs) -> Result<i32> {
     }
     print_job(c.format, &job);
     Ok(exit_code_for(&job))
+}
+
+/// `longhaul answer`: waits until the job asks its question (getJob's long poll comes back
+/// when it does), then answers it (answerJobInput) and prints the job.
+pub async fn answer_command(job_id: &str, input: &str, client: &ClientArgs) -> Result<i32> {
+    let c = Client::new(client)?;
+    let answer = parse_input(input)?;
+    loop {
+        let job = c.get(job_id, 20).await?;
+        if job.get("inputRequest").is_some_and(Value::is_object) {
+            break;
+        }
+        let status = job["status"].as_str().unwrap_or("");
+        if !matches!(status, "QUEUED" | "RUNNING") {
+            bail!("job {job_id} is {status}: it waits for no answer");
+        }
+    }
+    let job = c.answer(job_id, &answer).await?;
+    print_job(c.format, &job);
+    Ok(0)
 }
 
 /// `longhaul get`: getJob, or with `wait` the job to its end; returns the exit code.

@@ -59,6 +59,15 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Answer the question a job waits for (answerJobInput); waits until it asks.
+    Answer {
+        job_id: String,
+        /// The answer: a JSON object matching the question's requestedSchema, or @FILE.
+        #[arg(long)]
+        input: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List your jobs, newest first (listJobs).
     List {
         #[arg(long)]
@@ -162,6 +171,11 @@ async fn run(cli: Cli) -> Result<i32> {
             wait,
             client,
         } => client::get_command(&job_id, wait, &client).await,
+        Command::Answer {
+            job_id,
+            input,
+            client,
+        } => client::answer_command(&job_id, &input, &client).await,
         Command::List {
             status,
             job_type,

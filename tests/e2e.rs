@@ -685,3 +685,116 @@ fn history_shows_what_the_execution_did_to_its_owner_only() {
         "{text}"
     );
 }
+
+/// A job that asks its owner a question (demo's `askFirst`, the built-in request-input
+/// step): getJob's long poll comes back with the question, the owner answers through
+/// POST /jobs/{jobId}/input — a wrong answer is refused naming the field, another owner
+/// sees nothing — the question survives a restart of the server, and the answer ends up in
+/// the result.
+#[test]
+fn a_job_waits_for_its_owners_answer_and_goes_on_with_it() {
+    const ALICE: &str = "alice-token-0123456789abcdef0123456789abcdef";
+    const BOB: &str = "bob-token-fedcba9876543210fedcba9876543210";
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{ALICE} alice\n{BOB} bob\n")).unwrap();
+    let auth = format!("tokens:{}", tokens.display());
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &["--auth", &auth], Some(ALICE));
+    let alice = server.client();
+    let bob = alice.with_token(Some(BOB));
+
+    let r = alice.post(
+        "/jobs",
+        &json!({"type": "demo", "input": {"steps": 1, "stepSeconds": 0, "askFirst": "Which colour should the report be?"}}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["jobId"].as_str().unwrap().to_string();
+
+    // The long poll ends when the question is asked: the job cannot go on without the user.
+    let t0 = Instant::now();
+    let r = alice.get(&format!("/jobs/{id}?waitSeconds=25"));
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "RUNNING", "{}", r.text);
+    let asked = &r.body["inputRequest"];
+    assert_eq!(
+        asked["message"], "Which colour should the report be?",
+        "{}",
+        r.text
+    );
+    assert_eq!(asked["requestedSchema"]["required"], json!(["answer"]));
+    assert!(asked["requestId"].as_str().unwrap().starts_with("input-"));
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("answerJobInput"),
+        "{}",
+        r.text
+    );
+    assert!(
+        !r.text.contains("taskToken"),
+        "the token stays on the server: {}",
+        r.text
+    );
+    let listed = alice.get("/jobs");
+    assert_eq!(
+        listed.body["jobs"][0]["inputRequired"], true,
+        "{}",
+        listed.text
+    );
+
+    // Another owner: not found, both ways; nothing is delivered.
+    assert_eq!(bob.get(&format!("/jobs/{id}")).status, 404);
+    let r = bob.post(&format!("/jobs/{id}/input"), &json!({"answer": "red"}));
+    assert_eq!((r.status, r.error_code()), (404, "not_found"), "{}", r.text);
+
+    // Answers that do not fit the schema: 400 naming the field; the job still waits.
+    for (answer, field) in [
+        (json!({"answer": 5}), "answer.answer"),
+        (json!({"answer": ""}), "answer.answer"),
+        (json!({"colour": "red"}), "answer.colour"),
+        (json!({}), "answer"),
+        (json!(["red"]), "answer"),
+    ] {
+        let r = alice.post(&format!("/jobs/{id}/input"), &answer);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, "bad_request"),
+            "{answer}: {}",
+            r.text
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{answer}: {message}"
+        );
+    }
+
+    // The question survives a restart (it is on the job; the engine keeps the token).
+    server.kill();
+    let server = Server::start(&data, &["--auth", &auth], Some(ALICE));
+    let alice = server.client();
+    let r = alice.get(&format!("/jobs/{id}"));
+    assert_eq!(
+        r.body["inputRequest"]["message"], "Which colour should the report be?",
+        "{}",
+        r.text
+    );
+
+    let r = alice.post(&format!("/jobs/{id}/input"), &json!({"answer": "blue"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body.get("inputRequest").is_none(), "{}", r.text);
+    let done = alice.wait_terminal(&id, Duration::from_secs(60));
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["result"]["answer"], "blue", "{done}");
+    assert_eq!(done["result"]["stepsCompleted"], 1, "{done}");
+
+    // Answered: nothing waits any more (409), as for a job that never asked.
+    let r = alice.post(&format!("/jobs/{id}/input"), &json!({"answer": "green"}));
+    assert_eq!((r.status, r.error_code()), (409, "conflict"), "{}", r.text);
+    let plain = alice.start_demo(1, 0);
+    let r = alice.post(&format!("/jobs/{plain}/input"), &json!({"answer": "x"}));
+    assert_eq!((r.status, r.error_code()), (409, "conflict"), "{}", r.text);
+}

@@ -671,3 +671,156 @@ fn the_typescript_sdk_runs_fails_and_cancels_jobs_as_tasks_on_its_own() {
     let out = ts(&server, "not-a-token-0123456789", &["tools"]);
     assert_eq!(out["error"]["code"], 401, "{out}");
 }
+
+/// A job that asks its owner a question (demo's `askFirst`): 2026-07-28 sees the task
+/// `input_required` with the question as an elicitation in `inputRequests`, and answers it
+/// with `tasks/update` (the SDK carries the extension's methods as types only, so the
+/// request is the test client's `UpdateTask` sent through the SDK session); 2025-11-25 sees
+/// `input_required` in tasks/get and tasks/list, and the answer comes through REST.
+#[test]
+fn a_task_waiting_for_input_takes_the_answer_through_tasks_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir);
+    let alice = rest(&server, ALICE);
+    let args = r#"{"steps": 1, "stepSeconds": 0, "askFirst": "Which colour?"}"#;
+
+    let started = mcp(&server, Some(ALICE), "modern", &["start", "demo", args]);
+    let id = started["created"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    let waiting = mcp(
+        &server,
+        Some(ALICE),
+        "modern",
+        &["wait-task", &id, "--until", "input_required"],
+    );
+    let task = &waiting["task"];
+    assert_eq!(task["status"], "input_required", "{waiting}");
+    assert!(
+        task["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Which colour?"),
+        "{waiting}"
+    );
+    let requests = task["inputRequests"].as_object().expect("inputRequests");
+    assert_eq!(requests.len(), 1, "{waiting}");
+    let (key, request) = requests.iter().next().unwrap();
+    assert_eq!(request["method"], "elicitation/create", "{waiting}");
+    assert_eq!(request["params"]["mode"], "form", "{waiting}");
+    assert_eq!(request["params"]["message"], "Which colour?", "{waiting}");
+    assert_eq!(
+        request["params"]["requestedSchema"]["required"],
+        json!(["answer"]),
+        "{waiting}"
+    );
+    // REST shows the same question, under the same id.
+    let r = alice.get(&format!("/jobs/{id}"));
+    assert_eq!(
+        r.body["inputRequest"]["requestId"],
+        key.as_str(),
+        "{}",
+        r.text
+    );
+
+    // Another owner's update: not found.
+    let update = |token: &str, responses: Value| {
+        mcp(
+            &server,
+            Some(token),
+            "modern",
+            &["update-task", &id, &responses.to_string()],
+        )
+    };
+    let theirs = update(
+        BOB,
+        json!({key: {"action": "accept", "content": {"answer": "red"}}}),
+    );
+    assert_eq!(theirs["error"]["code"], -32602, "{theirs}");
+    // An answer the schema refuses: -32602 naming the field; the task still waits.
+    let bad = update(
+        ALICE,
+        json!({key: {"action": "accept", "content": {"answer": 7}}}),
+    );
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let message = bad["error"]["message"].as_str().unwrap();
+    assert!(message.contains("content.answer:"), "{bad}");
+    // A key that is not outstanding is ignored (the extension's rule).
+    let ignored = update(
+        ALICE,
+        json!({"input-0": {"action": "accept", "content": {"answer": "red"}}}),
+    );
+    assert!(ignored.get("error").is_none(), "{ignored}");
+    let still = mcp(&server, Some(ALICE), "modern", &["get-task", &id]);
+    assert_eq!(still["task"]["status"], "input_required", "{still}");
+
+    let ack = update(
+        ALICE,
+        json!({key: {"action": "accept", "content": {"answer": "blue"}}}),
+    );
+    assert_eq!(ack["ack"]["resultType"], "complete", "{ack}");
+    let done = mcp(&server, Some(ALICE), "modern", &["wait-task", &id]);
+    assert_eq!(done["task"]["status"], "completed", "{done}");
+    let job = &done["task"]["result"]["structuredContent"];
+    assert_eq!(job["result"]["answer"], "blue", "{done}");
+
+    // Declined: the waiting Task fails with InputDeclined, and so does the job (demo does
+    // not catch it).
+    let started = mcp(&server, Some(ALICE), "modern", &["start", "demo", args]);
+    let declined_id = started["created"]["taskId"].as_str().unwrap().to_string();
+    let waiting = mcp(
+        &server,
+        Some(ALICE),
+        "modern",
+        &["wait-task", &declined_id, "--until", "input_required"],
+    );
+    let key = waiting["task"]["inputRequests"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .unwrap_or_else(|| panic!("{waiting}"));
+    let ack = mcp(
+        &server,
+        Some(ALICE),
+        "modern",
+        &[
+            "update-task",
+            &declined_id,
+            &json!({key: {"action": "decline"}}).to_string(),
+        ],
+    );
+    assert!(ack.get("error").is_none(), "{ack}");
+    let done = alice.wait_terminal(&declined_id, std::time::Duration::from_secs(60));
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error"]["code"], "InputDeclined", "{done}");
+
+    // 2025-11-25: input_required in tasks/get and tasks/list; the answer through REST.
+    let started = mcp(&server, Some(ALICE), "legacy", &["start", "demo", args]);
+    let legacy_id = started["created"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    let waiting = mcp(
+        &server,
+        Some(ALICE),
+        "legacy",
+        &["wait-task", &legacy_id, "--until", "input_required"],
+    );
+    assert_eq!(waiting["task"]["status"], "input_required", "{waiting}");
+    let listed = mcp(&server, Some(ALICE), "legacy", &["list-tasks"]);
+    let entry = listed["tasks"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["taskId"] == legacy_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(entry["status"], "input_required", "{listed}");
+    let r = alice.post(
+        &format!("/jobs/{legacy_id}/input"),
+        &json!({"answer": "green"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = mcp(&server, Some(ALICE), "legacy", &["wait-task", &legacy_id]);
+    assert_eq!(done["task"]["status"], "completed", "{done}");
+}

@@ -61,13 +61,10 @@ fn cargo_shim(dir: &Path) {
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-#[test]
-fn the_add_a_job_type_commands_run_as_written() {
-    let blocks = marked_blocks();
-    let block = blocks
-        .iter()
-        .find(|b| b.contains("new job-type"))
-        .expect("README has the marked `new job-type` block");
+/// Runs a marked block as written, line by line (`set -e`), in an empty folder, with the
+/// cargo shim on PATH and the server address in the environment; background jobs (the
+/// server) are stopped at the end. Returns the block's stdout and the folder.
+fn run_block(block: &str) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -75,7 +72,6 @@ fn the_add_a_job_type_commands_run_as_written() {
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let port = free_port();
-    // Each line as written; background jobs (the server) are stopped at the end.
     let script = format!("set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n{block}");
     let out = Command::new("bash")
         .arg("-c")
@@ -93,12 +89,24 @@ fn the_add_a_job_type_commands_run_as_written() {
         .env("LONGHAUL_URL", format!("http://127.0.0.1:{port}"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "{block}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    (stdout, dir)
+}
+
+#[test]
+fn the_add_a_job_type_commands_run_as_written() {
+    let blocks = marked_blocks();
+    let block = blocks
+        .iter()
+        .find(|b| b.contains("new job-type"))
+        .expect("README has the marked `new job-type` block");
+    let (stdout, dir) = run_block(block);
+    let work = dir.path().join("work");
     assert!(stdout.contains("Created job type word-count"), "{stdout}");
     assert!(stdout.contains("\"status\": \"SUCCEEDED\""), "{stdout}");
     assert!(
@@ -110,6 +118,20 @@ fn the_add_a_job_type_commands_run_as_written() {
         "the step's inline file: {stdout}"
     );
     assert!(work.join("jobtypes/word-count/jobtype.json").is_file());
+}
+
+/// The question-and-answer flow README shows: a demo job asks, `answer` answers once it
+/// asked, the job finishes with the answer in its result.
+#[test]
+fn the_ask_the_user_commands_run_as_written() {
+    let blocks = marked_blocks();
+    let block = blocks
+        .iter()
+        .find(|b| b.contains("askFirst"))
+        .expect("README has the marked askFirst block");
+    let (stdout, _dir) = run_block(block);
+    assert!(stdout.contains("\"answer\": \"blue\""), "{stdout}");
+    assert!(stdout.contains("\"status\": \"SUCCEEDED\""), "{stdout}");
 }
 
 /// The other runtimes the README names scaffold types that run too.

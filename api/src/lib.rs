@@ -1,5 +1,6 @@
 //! longhaul's HTTP API: an axum [`Router`] over [`JobService`] — startJob, getJob (with a long
-//! poll), listJobs, cancelJob, listJobTypes, createUpload — plus `/healthz` and the OpenAPI
+//! poll), listJobs, cancelJob, answerJobInput (a job waiting for its owner's answer),
+//! listJobTypes, createUpload — plus `/healthz` and the OpenAPI
 //! spec, the same jobs over MCP at `/mcp` ([`mcp`]), and the callback routes
 //! (`/task-tokens/{token}/success|failure|heartbeat`, see `callbacks.rs`). The same Router
 //! serves `longhaul serve` and, on AWS, the API Lambda. Every job route is authenticated by
@@ -214,6 +215,23 @@ async fn cancel_job(
     ))
 }
 
+/// answerJobInput: the owner answers the question the job waits for (the body is the
+/// answer object, checked against the request's schema).
+async fn answer_job_input(
+    State(s): State<ApiState>,
+    Owner(owner): Owner,
+    Path(job_id): Path<String>,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+    ApiJson(answer): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    Ok(json(
+        StatusCode::OK,
+        &s.service
+            .answer_input(&owner, &job_id, None, &answer)
+            .await?,
+    ))
+}
+
 async fn list_job_types(
     State(s): State<ApiState>,
     Owner(_): Owner,
@@ -323,6 +341,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs", post(start_job).get(list_jobs))
         .route("/jobs/{jobId}", get(get_job))
         .route("/jobs/{jobId}/cancel", post(cancel_job))
+        .route("/jobs/{jobId}/input", post(answer_job_input))
         .route("/jobs/{jobId}/history", get(get_job_history))
         .route("/job-types", get(list_job_types))
         .route("/uploads", post(create_upload))

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
     longhaul_jobs::CreateUploadRequest,
     longhaul_jobs::UploadTicket,
     longhaul_jobs::FailTaskRequest,
+    longhaul_jobs::InputRequestView,
     crate::ErrorBody,
     crate::ErrorDetail,
 )))]
@@ -102,7 +103,7 @@ pub fn openapi(server_url: &str) -> Value {
             "get": {
                 "operationId": "getJob",
                 "summary": "Get a job's status and result",
-                "description": "Get a job: status, progress, result, file links. waitSeconds (up to 25) waits for the job to end. While QUEUED or RUNNING, call again. Show files from openaiFileResponse. A result too large to show is a file.",
+                "description": "Get a job: status, progress, result, file links. waitSeconds (up to 25) waits for the job to end. While QUEUED or RUNNING, call again. If inputRequest is set, ask the user and call answerJobInput. Show files from openaiFileResponse. A result too large to show is a file.",
                 "parameters": [job_id, {"name": "waitSeconds", "in": "query", "required": false, "description": "Hold the request up to this many seconds until the job ends.", "schema": {"type": "integer", "minimum": 0, "maximum": 25, "default": 0}}],
                 "responses": merge(ok("200", "The job.", "JobView"), errors(&[("400", "waitSeconds out of range."), ("404", "No such job (or not yours).")])),
                 "x-openai-isConsequential": false
@@ -115,6 +116,17 @@ pub fn openapi(server_url: &str) -> Value {
                 "description": "Cancel a queued or running job: its workflow stops and the job becomes CANCELLED. Fails with 409 if the job already ended.",
                 "parameters": [job_id],
                 "responses": merge(ok("200", "The cancelled job.", "JobView"), errors(&[("404", "No such job (or not yours)."), ("409", "The job already ended.")])),
+                "x-openai-isConsequential": true
+            }
+        },
+        "/jobs/{jobId}/input": {
+            "post": {
+                "operationId": "answerJobInput",
+                "summary": "Answer the question a job waits for",
+                "description": "When getJob shows inputRequest, ask the user its message, then send their answer: a JSON object matching inputRequest.requestedSchema. The job goes on with it. 409 if the job waits for no answer.",
+                "parameters": [job_id],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "description": "The answer: the fields of inputRequest.requestedSchema."}}}},
+                "responses": merge(ok("200", "The job, going on with the answer.", "JobView"), errors(&[("400", "The answer does not fit requestedSchema (the message names the field)."), ("404", "No such job (or not yours)."), ("409", "The job waits for no answer."), ("413", "Body over 256 KiB.")])),
                 "x-openai-isConsequential": true
             }
         },

@@ -491,6 +491,7 @@ fn the_spec_is_fit_for_a_gpt_action() {
     assert_eq!(
         ids,
         [
+            "answerJobInput",
             "cancelJob",
             "createUpload",
             "getJob",

@@ -707,7 +707,7 @@ async fn task_methods_refuse_what_is_not_the_callers_or_not_well_formed() {
     assert_eq!(r.body["result"]["tasks"], json!([]));
     let r = legacy(&app, ALICE, "tasks/list", json!({"cursor": "junk"})).await;
     assert_eq!(r.body["error"]["code"], INVALID_PARAMS);
-    // tasks/update: the caller's task is acknowledged (no input is ever outstanding yet).
+    // tasks/update: an answer to a key the task does not wait for is ignored and acknowledged.
     let r = modern(
         &app,
         ALICE,
@@ -878,4 +878,95 @@ async fn a_jwt_server_names_its_authorization_server_for_clients_that_sign_in_th
     assert_eq!(metadata(&app).await.status, 404);
     let r = send(&app, post(None, &[], "{}")).await;
     assert_eq!(r.headers["www-authenticate"], "Bearer");
+}
+
+/// A job waiting for its owner's answer: `input_required` in both eras, with the question
+/// as an elicitation in 2026-07-28's `inputRequests`; 2025-11-25's `tasks/result` says what
+/// the task waits for; `tasks/update` checks the answer before anything is delivered, and an
+/// answer whose wait already ended clears the question and is acknowledged (no longer
+/// outstanding).
+#[tokio::test]
+async fn a_job_waiting_for_an_answer_is_input_required_in_both_eras() {
+    let app = app();
+    let id = start_task(&app, ALICE).await;
+    transition(&app, &id, JobStatus::Running, TransitionPatch::default()).await;
+    let schema =
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    let request =
+        longhaul_jobs::InputRequest::new("tok-1", "Go on?", schema.clone(), Utc::now()).unwrap();
+    let key = request.key.clone();
+    app.service
+        .store()
+        .set_input_request(
+            &id,
+            &longhaul_jobs::InputRequestChange::Ask(request),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    let m = modern(&app, ALICE, "tasks/get", json!({"taskId": id}), true)
+        .await
+        .body["result"]
+        .clone();
+    assert_eq!(m["status"], "input_required", "{m}");
+    assert_eq!(m["statusMessage"], "waiting for an answer: Go on?", "{m}");
+    assert_eq!(
+        m["inputRequests"],
+        json!({&key: {"method": "elicitation/create", "params": {"mode": "form", "message": "Go on?", "requestedSchema": schema}}}),
+        "{m}"
+    );
+    assert!(
+        !m.to_string().contains("tok-1"),
+        "the token stays on the server: {m}"
+    );
+    let l = legacy(&app, ALICE, "tasks/get", json!({"taskId": id}))
+        .await
+        .body["result"]
+        .clone();
+    assert_eq!(l["status"], "input_required", "{l}");
+    assert!(l.get("inputRequests").is_none(), "{l}");
+    let listed = legacy(&app, ALICE, "tasks/list", json!({})).await.body["result"].clone();
+    assert_eq!(listed["tasks"][0]["status"], "input_required", "{listed}");
+    let r = legacy(&app, ALICE, "tasks/result", json!({"taskId": id})).await;
+    assert_eq!(
+        r.body["error"]["data"]["status"], "input_required",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["error"]["data"]["inputRequest"]["message"], "Go on?",
+        "{}",
+        r.body
+    );
+
+    // Refused before anything is delivered: a bad action, content the schema refuses.
+    let update = |responses: Value| {
+        modern(
+            &app,
+            ALICE,
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": responses}),
+            true,
+        )
+    };
+    let r = update(json!({&key: {"action": "maybe"}})).await;
+    assert_eq!(r.body["error"]["code"], INVALID_PARAMS, "{}", r.body);
+    let r = update(json!({&key: {"action": "accept", "content": {"ok": "yes"}}})).await;
+    assert_eq!(r.body["error"]["code"], INVALID_PARAMS, "{}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("params.inputResponses[{key:?}].content.ok:")),
+        "{message}"
+    );
+    // The orchestrator here has no waiting task: the wait ended, the question goes, and the
+    // answer is acknowledged as one that is no longer outstanding.
+    let r = update(json!({&key: {"action": "accept", "content": {"ok": true}}})).await;
+    assert_eq!(r.body["result"]["resultType"], "complete", "{}", r.body);
+    let m = modern(&app, ALICE, "tasks/get", json!({"taskId": id}), true)
+        .await
+        .body["result"]
+        .clone();
+    assert_eq!(m["status"], "working", "{m}");
+    assert!(m.get("inputRequests").is_none(), "{m}");
 }

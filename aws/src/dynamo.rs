@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use longhaul_jobs::input::InputRequestChange;
 use longhaul_jobs::job::apply_transition;
 use longhaul_jobs::job::{ExecutionRef, Job, JobStatus, Progress, TransitionPatch};
 use longhaul_jobs::ports::{
@@ -265,22 +266,19 @@ impl DynamoJobStore {
         }
     }
 
-    /// Read-modify-write: `change` edits the job and says which statuses the write requires
-    /// (`None`: nothing to write; the job as it is is returned as not applied).
-    /// Changes a job that has not ended (set_progress, set_execution); false when it has
-    /// ended or does not exist.
+    /// Changes a job that has not ended (set_progress, set_execution, set_input_request);
+    /// false when it has ended, does not exist, or `change` says it changed nothing.
     async fn update_active(
         &self,
         job_id: &str,
         now: DateTime<Utc>,
-        change: impl Fn(&mut Job) + Send + Sync,
+        change: impl Fn(&mut Job) -> bool + Send + Sync,
     ) -> Result<bool, StoreError> {
         let res = self
             .update(job_id, |job| {
-                if job.status.is_terminal() {
+                if job.status.is_terminal() || !change(job) {
                     return None;
                 }
-                change(job);
                 job.updated_at = now;
                 Some(ACTIVE.to_vec())
             })
@@ -288,6 +286,8 @@ impl DynamoJobStore {
         Ok(matches!(res, Some((_, true))))
     }
 
+    /// Read-modify-write: `change` edits the job and says which statuses the write requires
+    /// (`None`: nothing to write; the job as it is is returned as not applied).
     async fn update<F>(
         &self,
         job_id: &str,
@@ -597,8 +597,11 @@ impl JobStore for DynamoJobStore {
         progress: &Progress,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.update_active(job_id, now, |job| job.progress = progress.clone())
-            .await
+        self.update_active(job_id, now, |job| {
+            job.progress = progress.clone();
+            true
+        })
+        .await
     }
 
     async fn set_execution(
@@ -607,8 +610,23 @@ impl JobStore for DynamoJobStore {
         execution: &ExecutionRef,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.update_active(job_id, now, |job| job.execution = execution.clone())
-            .await
+        self.update_active(job_id, now, |job| {
+            job.execution = execution.clone();
+            true
+        })
+        .await
+    }
+
+    async fn set_input_request(
+        &self,
+        job_id: &str,
+        change: &InputRequestChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.update_active(job_id, now, |job| {
+            longhaul_jobs::input::apply_input_change(job, change)
+        })
+        .await
     }
 
     fn watch(&self, _job_id: &str) -> JobWatch {

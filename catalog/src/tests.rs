@@ -7,6 +7,7 @@ fn rust_code() -> RustCode {
     RustCode {
         steps: [
             "demo-step",
+            "request-input",
             "csv-plan",
             "csv-aggregate",
             "csv-merge",
@@ -44,7 +45,7 @@ fn the_builtin_types_compose_into_one_valid_workflow() {
     assert_eq!(c.job_types().names(), vec!["demo", "csv-report"]);
     let wf = c.workflow();
     let route = wf["States"]["Route"]["Choices"].as_array().unwrap();
-    assert_eq!(route[0]["Next"], "demo.Wait");
+    assert_eq!(route[0]["Next"], "demo.AskFirst");
     assert_eq!(route[1]["Next"], "csv-report.Plan");
     let plan = &wf["States"]["csv-report.Plan"];
     assert_eq!(plan["Resource"], "${CsvReportPlanFunctionArn}");

@@ -121,10 +121,16 @@ fn templates() -> Vec<(&'static str, Value)> {
     let mut folders = longhaul_catalog::builtin_folders();
     folders.extend(longhaul_catalog::load_dir(&root.join("examples")).expect("the examples load"));
     let rust = longhaul_catalog::RustCode {
-        steps: ["demo-step", "csv-plan", "csv-aggregate", "csv-merge"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        steps: [
+            "demo-step",
+            "request-input",
+            "csv-plan",
+            "csv-aggregate",
+            "csv-merge",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         input_checks: ["demo", "csv-report"]
             .iter()
             .map(|n| {

@@ -33,6 +33,7 @@ pub async fn job_store_contract(store: Arc<dyn JobStore>) {
     list_paging_and_filters(&*store).await;
     transitions(&*store).await;
     progress_and_execution(&*store).await;
+    input_requests(&*store).await;
     watch_wakes_on_writes(store.clone()).await;
     racing_terminal_writes(store).await;
 }
@@ -283,6 +284,80 @@ async fn progress_and_execution(store: &dyn JobStore) {
             .unwrap()
     );
     assert_eq!(store.count_active("contract-progress").await.unwrap(), 0);
+}
+
+async fn input_requests(store: &dyn JobStore) {
+    use crate::input::{InputRequest, InputRequestChange};
+    let j = job("contract-input", "demo");
+    store.create(&j).await.unwrap();
+    let schema =
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    let first = InputRequest::new("token-1", "Go on?", schema.clone(), Utc::now()).unwrap();
+    let ask = InputRequestChange::Ask(first.clone());
+    assert!(
+        store
+            .set_input_request(&j.job_id, &ask, Utc::now())
+            .await
+            .unwrap()
+    );
+    let got = store.get(&j.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        got.input_request.as_ref(),
+        Some(&first),
+        "the request round-trips"
+    );
+    assert!(
+        !store
+            .set_input_request(&j.job_id, &ask, Utc::now())
+            .await
+            .unwrap(),
+        "the same request again changes nothing (a step run twice)"
+    );
+    let second = InputRequest::new("token-2", "Sure?", schema, Utc::now()).unwrap();
+    let ask2 = InputRequestChange::Ask(second.clone());
+    assert!(
+        store
+            .set_input_request(&j.job_id, &ask2, Utc::now())
+            .await
+            .unwrap()
+    );
+    let stale = InputRequestChange::Answered { key: first.key };
+    assert!(
+        !store
+            .set_input_request(&j.job_id, &stale, Utc::now())
+            .await
+            .unwrap(),
+        "an answer to a replaced request leaves the new one"
+    );
+    let answered = InputRequestChange::Answered {
+        key: second.key.clone(),
+    };
+    assert!(
+        store
+            .set_input_request(&j.job_id, &answered, Utc::now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(&j.job_id).await.unwrap().unwrap().input_request,
+        None
+    );
+    store
+        .transition(
+            &j.job_id,
+            JobStatus::Cancelled,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .set_input_request(&j.job_id, &ask2, Utc::now())
+            .await
+            .unwrap(),
+        "no request on a terminal job"
+    );
 }
 
 async fn watch_wakes_on_writes(store: Arc<dyn JobStore>) {

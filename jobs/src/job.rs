@@ -157,6 +157,10 @@ pub struct Job {
     pub request_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub openai_file_id_refs: Vec<OpenAiFileRef>,
+    /// The answer the job waits for (the RequestInput step), while it waits. Holds the
+    /// waiting Task's token: never shown to clients as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_request: Option<crate::input::InputRequest>,
 }
 
 impl Job {
@@ -188,6 +192,7 @@ impl Job {
             idempotency_key: None,
             request_hash: None,
             openai_file_id_refs: Vec::new(),
+            input_request: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod budget;
 #[cfg(feature = "test-support")]
 pub mod contract;
+pub mod input;
 pub mod job;
 #[cfg(feature = "test-support")]
 pub mod memory;
@@ -17,6 +18,7 @@ pub mod view;
 pub mod watch;
 pub mod workflow;
 
+pub use input::{InputRequest, InputRequestChange, InputRequestView};
 pub use job::{
     ExecutionRef, Job, JobError, JobFile, JobStatus, OpenAiFileRef, Progress, TransitionPatch,
 };

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::input::InputRequestChange;
 use crate::job::{ExecutionRef, Job, JobStatus, Progress, TransitionPatch};
 use crate::ports::{
     BlobError, BlobMeta, BlobStore, CreateOutcome, JobPage, JobStore, JobWatch, ListQuery,
@@ -42,18 +43,20 @@ impl MemoryJobStore {
     }
 
     /// Changes a job that is not terminal yet and wakes its watchers; `Ok(false)` if it is
-    /// terminal or unknown.
+    /// terminal or unknown, or `change` says it changed nothing.
     fn update_active(
         &self,
         job_id: &str,
         now: DateTime<Utc>,
-        change: impl FnOnce(&mut Job),
+        change: impl FnOnce(&mut Job) -> bool,
     ) -> Result<bool, StoreError> {
         {
             let mut g = self.lock()?;
             match g.jobs.get_mut(job_id) {
                 Some(job) if !job.status.is_terminal() => {
-                    change(job);
+                    if !change(job) {
+                        return Ok(false);
+                    }
                     job.updated_at = now;
                 }
                 _ => return Ok(false),
@@ -175,7 +178,10 @@ impl JobStore for MemoryJobStore {
         progress: &Progress,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.update_active(job_id, now, |job| job.progress = progress.clone())
+        self.update_active(job_id, now, |job| {
+            job.progress = progress.clone();
+            true
+        })
     }
 
     async fn set_execution(
@@ -184,7 +190,21 @@ impl JobStore for MemoryJobStore {
         execution: &ExecutionRef,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.update_active(job_id, now, |job| job.execution = execution.clone())
+        self.update_active(job_id, now, |job| {
+            job.execution = execution.clone();
+            true
+        })
+    }
+
+    async fn set_input_request(
+        &self,
+        job_id: &str,
+        change: &InputRequestChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.update_active(job_id, now, |job| {
+            crate::input::apply_input_change(job, change)
+        })
     }
 
     fn watch(&self, job_id: &str) -> JobWatch {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::input::InputRequestChange;
 use crate::job::{ExecutionRef, Job, JobStatus, Progress, TransitionPatch};
 
 /// A store failure that is not the caller's fault.
@@ -127,6 +128,16 @@ pub trait JobStore: Send + Sync + 'static {
         &self,
         job_id: &str,
         execution: &ExecutionRef,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records or clears the answer a job that has not ended waits for
+    /// ([`crate::input::apply_input_change`]); `Ok(false)` when nothing changed (the job
+    /// ended, is unknown, or the request answered was already replaced).
+    async fn set_input_request(
+        &self,
+        job_id: &str,
+        change: &InputRequestChange,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 

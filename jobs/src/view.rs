@@ -10,6 +10,7 @@ use crate::budget::{
     MAX_INLINE_RESULT_CHARS, MAX_OPENAI_FILE_BYTES, MAX_OPENAI_FILES, RESPONSE_BUDGET, clip,
     fit_prefix, json_len,
 };
+use crate::input::{InputRequest, InputRequestView};
 use crate::job::{ExecutionRef, Job, JobError, JobStatus, Progress};
 
 /// Seconds a client should wait before polling again while a job runs.
@@ -55,6 +56,10 @@ pub struct JobView {
     /// While the job is not terminal: seconds to wait before calling getJob again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_after_seconds: Option<u32>,
+    /// Set while the job waits for its owner's answer: ask the user, then send the answer
+    /// (an object matching `requestedSchema`) to answerJobInput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_request: Option<InputRequestView>,
     /// One plain sentence saying what to do next.
     pub message: String,
 }
@@ -93,6 +98,7 @@ impl JobView {
             error: job.error.clone(),
             execution: job.execution.clone(),
             poll_after_seconds: (!job.status.is_terminal()).then_some(POLL_AFTER_SECONDS),
+            input_request: pending_request(job).map(InputRequestView::from),
         };
         let listed = view.files.len();
         let unlisted = view.fit_files(job);
@@ -166,8 +172,22 @@ pub fn message_for(job: &Job, listed: usize, unlisted: usize, left_out: &[String
     m
 }
 
+/// The request a job waits for, if it still runs (a request left on a job that ended is
+/// moot: its Task's token answers nothing).
+pub fn pending_request(job: &Job) -> Option<&InputRequest> {
+    job.input_request
+        .as_ref()
+        .filter(|_| !job.status.is_terminal())
+}
+
 fn status_message(job: &Job, file_count: usize) -> String {
     let again = "Call getJob again with waitSeconds=20.";
+    if let Some(r) = pending_request(job) {
+        return format!(
+            "Waiting for an answer: {} Ask the user, then call answerJobInput with an object matching inputRequest.requestedSchema.",
+            clip(&r.message, 500)
+        );
+    }
     match job.status {
         JobStatus::Queued => format!("Queued; it starts in a moment. {again}"),
         JobStatus::Running => {
@@ -212,6 +232,9 @@ pub struct JobSummary {
     pub progress: Progress,
     /// How many result files it has (links: getJob).
     pub file_count: usize,
+    /// True while the job waits for its owner's answer (getJob shows the request).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub input_required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
     /// One short sentence.
@@ -220,7 +243,11 @@ pub struct JobSummary {
 
 impl JobSummary {
     pub fn new(job: &Job) -> JobSummary {
+        let input_required = pending_request(job).is_some();
         let message = match job.status {
+            _ if input_required => {
+                "Waiting for an answer; call getJob to see the question.".to_string()
+            }
             JobStatus::Succeeded => "Done; call getJob for the result and files.".to_string(),
             JobStatus::Queued | JobStatus::Running => {
                 "Not finished; call getJob with waitSeconds=20.".to_string()
@@ -239,6 +266,7 @@ impl JobSummary {
                 message: clip(&job.progress.message, 200),
             },
             file_count: job.files.len(),
+            input_required,
             error: job.error.as_ref().map(|e| JobError {
                 code: clip(&e.code, 100),
                 message: clip(&e.message, 300),

@@ -1,5 +1,7 @@
 //! demo's Rust step: one step of the demo job (its time was spent in the Wait before it):
-//! count it, report progress, fail if this is `failAtStep`; and its input check. Compiled
+//! count it, report progress, fail if this is `failAtStep`, and on the last one return the
+//! answer to `askFirst` if it was asked (the Ask state uses the built-in `request-input`
+//! step); and its input check. Compiled
 //! into longhaul-steps (see its build.rs).
 
 use std::sync::Arc;
@@ -48,6 +50,9 @@ pub struct DemoState {
     pub input: DemoInputFields,
     #[serde(default)]
     pub demo: Option<DemoStepOutput>,
+    /// The user's answer to `askFirst` (`{"answer": "..."}`), when it was asked.
+    #[serde(default)]
+    pub asked: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,15 +115,21 @@ pub async fn demo_step(
         return Err(not_running(&job));
     }
     let done = step >= steps;
-    let output = done.then(|| StepOutput {
-        scratch: Vec::new(),
-        result: json!({
+    let output = done.then(|| {
+        let mut result = json!({
             "stepsCompleted": steps,
             "stepSeconds": input.step_seconds,
             "totalSeconds": u64::from(steps) * u64::from(input.step_seconds),
             "summary": format!("Ran {steps} steps of {} s each.", input.step_seconds),
-        }),
-        files: Vec::new(),
+        });
+        if let Some(answer) = req.state.asked.as_ref().and_then(|a| a.get("answer")) {
+            result["answer"] = answer.clone();
+        }
+        StepOutput {
+            scratch: Vec::new(),
+            result,
+            files: Vec::new(),
+        }
     });
     Ok(DemoStepOutput {
         step,

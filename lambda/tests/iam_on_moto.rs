@@ -7,7 +7,7 @@
 //! intrinsics resolved to these resources), then turns enforcement on (moto's
 //! `INITIAL_NO_AUTH_ACTION_COUNT` = 0 through its reset-auth API). Each function's code then
 //! runs with its user's keys: the api Router on API Gateway events; Register, the csv-report
-//! and demo steps, Complete and MarkFailed inside whole workflows (the embedded engine
+//! and demo steps (demo's Ask too: the built-in request-input), Complete and MarkFailed inside whole workflows (the embedded engine
 //! stands in for Step Functions, each Task calling its function's code with that function's
 //! keys); Complete, MarkFailed, track-status and progress also on their own.
 //!
@@ -753,6 +753,72 @@ async fn workflows(w: &World, app: &axum::Router, jobs: &ApiJobs) {
     assert_eq!(fails.error.as_ref().unwrap().code, "DemoStepFailed");
 }
 
+/// A demo job that asks its owner (`askFirst`): the Ask function (request-input) records
+/// the question on the job, the api answers it (answerJobInput: the job read and written,
+/// SendTaskSuccess), and the workflow, answered, ends with the answer in the result.
+async fn asking(w: &World, app: &axum::Router) {
+    let id = start(
+        app,
+        json!({"type": "demo", "input": {"steps": 1, "stepSeconds": 0, "askFirst": "Go on?"}}),
+    )
+    .await;
+    let described = w
+        .admin
+        .sfn()
+        .describe_execution()
+        .execution_arn(w.execution_arn(&id))
+        .send()
+        .await
+        .expect("the api started the execution");
+    let input: Value = serde_json::from_str(described.input().unwrap()).unwrap();
+    let (engine, machine) = engine(w).await;
+    let started = engine
+        .start_execution(&machine, Some(&id), input)
+        .await
+        .unwrap();
+    let mut token = None;
+    for _ in 0..300 {
+        if let Some(r) = w.job(&id).await.input_request {
+            token = Some(r.task_token);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = token.expect("the Ask step recorded the question");
+    let (s, r) = call(
+        app,
+        rest_event(
+            "POST",
+            &format!("/jobs/{id}/input"),
+            OWNER,
+            Some(json!({"answer": "yes"})),
+            None,
+        ),
+    )
+    .await;
+    // moto's Step Functions runs no execution here: it takes the answer or says no task
+    // waits for the token (409); either way the call was allowed.
+    assert!(s == 200 || s == 409, "{s} {r}");
+    // The engine stands in for Step Functions: the answer goes to it too.
+    engine
+        .send_task_success(&token, json!({"answer": "yes"}))
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        let d = engine
+            .describe_execution(&started.execution_arn)
+            .await
+            .unwrap();
+        if d.status != ExecutionStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = w.job(&id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
+    assert_eq!(done.result.as_ref().unwrap()["answer"], "yes");
+}
+
 /// A result larger than the item keeps: 40 KB of JSON.
 fn big_result() -> Value {
     json!({"rows": (0..2000).map(|i| format!("row {i:05} of the result")).collect::<Vec<_>>()})
@@ -1184,6 +1250,7 @@ async fn every_function_runs_with_exactly_its_template_policy() {
     let jobs = start_jobs(&w, &app).await;
     job_calls(&w, &app, &jobs).await;
     workflows(&w, &app, &jobs).await;
+    asking(&w, &app).await;
     complete_alone(&w, &app).await;
     trackers(&w, &app, &jobs).await;
     spilled_result(&w, &app).await;

@@ -14,8 +14,8 @@ use longhaul_engine::sqlite::GroupCommitWriter;
 use longhaul_jobs::job::apply_transition;
 use longhaul_jobs::watch::Watchers;
 use longhaul_jobs::{
-    CreateOutcome, ExecutionRef, Job, JobPage, JobStatus, JobStore, JobWatch, ListQuery, Progress,
-    StoreError, TransitionOutcome, TransitionPatch,
+    CreateOutcome, ExecutionRef, InputRequestChange, Job, JobPage, JobStatus, JobStore, JobWatch,
+    ListQuery, Progress, StoreError, TransitionOutcome, TransitionPatch,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -175,14 +175,16 @@ impl SqliteJobStore {
         mut change: F,
     ) -> Result<bool, StoreError>
     where
-        F: FnMut(&mut Job) + Send + 'static,
+        F: FnMut(&mut Job) -> bool + Send + 'static,
     {
         let id = job_id.to_string();
         let changed = self
             .writer
             .write(move |tx| match Self::read(tx, &id)? {
                 Some(mut job) if !job.status.is_terminal() => {
-                    change(&mut job);
+                    if !change(&mut job) {
+                        return Ok(false);
+                    }
                     job.updated_at = now;
                     Self::store_record(tx, &job)?;
                     Ok(true)
@@ -423,8 +425,11 @@ impl JobStore for SqliteJobStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let progress = progress.clone();
-        self.update_active(job_id, now, move |job| job.progress = progress.clone())
-            .await
+        self.update_active(job_id, now, move |job| {
+            job.progress = progress.clone();
+            true
+        })
+        .await
     }
 
     async fn set_execution(
@@ -434,8 +439,24 @@ impl JobStore for SqliteJobStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let execution = execution.clone();
-        self.update_active(job_id, now, move |job| job.execution = execution.clone())
-            .await
+        self.update_active(job_id, now, move |job| {
+            job.execution = execution.clone();
+            true
+        })
+        .await
+    }
+
+    async fn set_input_request(
+        &self,
+        job_id: &str,
+        change: &InputRequestChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let change = change.clone();
+        self.update_active(job_id, now, move |job| {
+            longhaul_jobs::input::apply_input_change(job, &change)
+        })
+        .await
     }
 
     fn watch(&self, job_id: &str) -> JobWatch {

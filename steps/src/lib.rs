@@ -1,5 +1,6 @@
 //! longhaul-steps: the steps compiled into longhaul, as plain async functions over the ports
-//! — the base workflow's (Register, Complete, MarkFailed, and the status-change tracker) and
+//! — the base workflow's (Register, Complete, MarkFailed, and the status-change tracker), the
+//! built-in RequestInput (`request-input`: a job waits for its owner's answer; [`input`]), and
 //! the Rust steps of every job type folder (`jobtypes/*/steps.rs`, collected at build time).
 //! The embedded engine calls them in process (`longhaul serve`); on AWS each is a Lambda
 //! function of one bootstrap. They never see Lambda or engine types: JSON in, JSON out, or a
@@ -11,6 +12,7 @@
 
 pub mod base;
 pub mod fetch;
+pub mod input;
 pub mod progress;
 
 use std::collections::BTreeMap;
@@ -124,6 +126,9 @@ impl std::fmt::Debug for StepRegistry {
 pub const REGISTER: &str = "register";
 pub const COMPLETE: &str = "complete";
 pub const MARK_FAILED: &str = "mark-failed";
+/// The built-in step a job type declares to wait for its owner's answer (`"runtime":
+/// "rust", "handler": "request-input"`; see [`input`]).
+pub const REQUEST_INPUT: &str = "request-input";
 /// Not a workflow step: the EventBridge rule's target (and the local tracker's).
 pub const TRACK_STATUS: &str = "track-status";
 
@@ -134,6 +139,10 @@ impl StepRegistry {
         r.add(REGISTER, step_fn!("register", base::register));
         r.add(COMPLETE, step_fn!("complete", base::complete));
         r.add(MARK_FAILED, step_fn!("mark-failed", base::mark_failed));
+        r.add(
+            REQUEST_INPUT,
+            step_fn!("request-input", input::request_input),
+        );
         r.add(
             TRACK_STATUS,
             step_fn!("track-status", base::track_status_change),

@@ -10,6 +10,8 @@ Commands (each prints one JSON document on stdout):
     start NAME ARGS             the tool as a task; prints the task handle
     cancel NAME ARGS            the tool as a task, then tasks/cancel, polled to its end
     get-task ID                 tasks/get
+    wait-task ID [--until S]    tasks/get until the task ends (or its status is S)
+    update-task ID [RESPONSES]  tasks/update with these inputResponses (JSON; modern only)
     list-tasks                  tasks/list (legacy only)
 
 A JSON-RPC error prints {"error": {"code", "message", "data"}}. Every HTTP exchange is
@@ -118,11 +120,13 @@ class TaskFailed(Exception):
         self.task = task
 
 
-async def poll_modern(session: Any, task_id: str, poll_seconds: float | None) -> DetailedTask:
+async def poll_modern(
+    session: Any, task_id: str, poll_seconds: float | None, until: str | None = None
+) -> DetailedTask:
     while True:
         task = await session.send_request(GetTask(params=TaskIdParams(task_id=task_id)), DetailedTask)
         STATUSES.append(task.status)
-        if task.status in TERMINAL:
+        if task.status in TERMINAL or task.status == until:
             return task
         await asyncio.sleep(interval(task.poll_interval_ms, poll_seconds))
 
@@ -164,13 +168,15 @@ async def legacy_start(client: Client, name: str, args: dict[str, Any]) -> types
     return types.CreateTaskResult.model_validate(raw)
 
 
-async def poll_legacy(client: Client, task_id: str, poll_seconds: float | None) -> types.GetTaskResult:
+async def poll_legacy(
+    client: Client, task_id: str, poll_seconds: float | None, until: str | None = None
+) -> types.GetTaskResult:
     while True:
         task = await client.session.send_request(
             types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id)), types.GetTaskResult
         )
         STATUSES.append(task.status)
-        if task.status in TERMINAL:
+        if task.status in TERMINAL or task.status == until:
             return task
         await asyncio.sleep(interval(task.poll_interval, poll_seconds))
 
@@ -255,10 +261,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=args.id)), types.GetTaskResult
                 )
             )
+        elif cmd == "wait-task" and modern:
+            out["task"] = dump(await poll_modern(client.session, args.id, args.poll_seconds, args.until))
+        elif cmd == "wait-task":
+            out["task"] = dump(await poll_legacy(client, args.id, args.poll_seconds, args.until))
         elif cmd == "update-task":
+            responses = json.loads(args.responses)
             out["ack"] = dump(
                 await client.session.send_request(
-                    UpdateTask(params=UpdateParams(task_id=args.id, input_responses={})), Ack
+                    UpdateTask(params=UpdateParams(task_id=args.id, input_responses=responses)), Ack
                 )
             )
         elif cmd == "list-tasks":
@@ -291,8 +302,13 @@ def main() -> int:
         c = sub.add_parser(cmd)
         c.add_argument("name")
         c.add_argument("args", nargs="?", default="{}", help="the tool's arguments as JSON")
-    for cmd in ("get-task", "update-task"):
-        sub.add_parser(cmd).add_argument("id")
+    sub.add_parser("get-task").add_argument("id")
+    w = sub.add_parser("wait-task")
+    w.add_argument("id")
+    w.add_argument("--until", default=None, help="stop at this status too, e.g. input_required")
+    u = sub.add_parser("update-task")
+    u.add_argument("id")
+    u.add_argument("responses", nargs="?", default="{}", help="inputResponses as JSON")
     sub.add_parser("list-tasks")
     args = p.parse_args()
     started = time.monotonic()

@@ -5,8 +5,9 @@
 //!   `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` headers, checked against the body
 //!   (`protocol::classify`). `server/discover`; tasks are the `io.modelcontextprotocol/tasks`
 //!   extension: a job tool called by a client that declares it answers
-//!   `{"resultType": "task", …}`, then `tasks/get` (the tool result inline once completed),
-//!   `tasks/cancel`, `tasks/update`.
+//!   `{"resultType": "task", …}`, then `tasks/get` (the tool result inline once completed,
+//!   the job's question as `inputRequests` while it waits for one), `tasks/cancel`,
+//!   `tasks/update` (the answer).
 //! - **2025-11-25 and earlier ("legacy")**: `initialize`, then requests with the
 //!   `MCP-Protocol-Version` header; tasks in the core: `params.task` on `tools/call` →
 //!   `{"task": {…}}`, `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel`; job tools
@@ -71,7 +72,8 @@ const SERVER_NAME: &str = "longhaul";
 
 const INSTRUCTIONS: &str = "longhaul runs long jobs. Each job type is a tool of the same name: calling it starts a job. \
 Clients with tasks get a task at once and poll it; others get the job after up to 20 s and poll it with get_job (waitSeconds=20) until it ends. \
-Result files are links that expire; list_jobs and cancel_job manage jobs.";
+Result files are links that expire; list_jobs and cancel_job manage jobs. \
+A job may ask the user a question (task status input_required): show it, and send the answer with tasks/update.";
 
 /// What a method needs: the service, the caller, and the revision it speaks.
 pub(crate) struct Call<'a> {

@@ -3,17 +3,33 @@
 //! cancelJob, 2025-11-25's `tasks/list` is listJobs and its `tasks/result` is getJob with a
 //! wait. Another owner's task is not found, as another owner's job is.
 //!
-//! Status: QUEUED, RUNNING → `working`; SUCCEEDED → `completed`; FAILED, TIMED_OUT →
+//! Status: QUEUED, RUNNING → `working`, or `input_required` while the job waits for its
+//! owner's answer (the RequestInput step); SUCCEEDED → `completed`; FAILED, TIMED_OUT →
 //! `failed` (with the job's error); CANCELLED → `cancelled`. The progress is the
-//! `statusMessage`, `pollAfterSeconds` the poll interval, the job retention the TTL.
-//! `input_required` is never reported yet: jobs cannot wait for a person's answer until the
-//! engine's callbacks exist, so `tasks/update` only acknowledges (the extension asks servers
-//! to ignore answers to requests that are not outstanding, and none ever is).
+//! `statusMessage` (the question, while one waits), `pollAfterSeconds` the poll interval, the
+//! job retention the TTL.
+//!
+//! **Input (2026-07-28).** An `input_required` task's `tasks/get` carries the question as one
+//! `inputRequests` entry, an `elicitation/create` request in form mode (`message`,
+//! `requestedSchema`), keyed by the request's id (unique over the job's life: a hash of the
+//! waiting Task's token). `tasks/update` answers it: `{"action": "accept", "content"}` goes
+//! to the job as answerJobInput does (the content checked against the schema first: a
+//! mismatch is -32602 naming the field), `decline` / `cancel` fail the waiting Task with
+//! `InputDeclined` / `InputCancelled`. Responses to keys that are not outstanding are
+//! ignored, as the extension asks.
+//!
+//! **Input (2025-11-25).** Such a task is `input_required` in `tasks/get` and `tasks/list`.
+//! That revision delivers the question as an `elicitation/create` request on the
+//! `tasks/result` response stream; this server answers every request with one JSON
+//! response and sends no requests of its own (see the module doc of `mcp`), so its
+//! `tasks/result` on such a task is an error whose data carries the question, and the answer
+//! goes through REST (answerJobInput) or a 2026-07-28 `tasks/update`.
 
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use longhaul_jobs::{JobStatus, JobView, ListParams, ServiceError};
+use longhaul_jobs::service::{ANSWER_CANCELLED, ANSWER_DECLINED};
+use longhaul_jobs::{InputRequestView, JobStatus, JobView, ListParams, ServiceError};
 use serde_json::{Map, Value, json};
 
 use super::Call;
@@ -35,6 +51,7 @@ const LIST_LIMIT: u32 = 50;
 
 pub fn task_status(status: JobStatus) -> &'static str {
     match status {
+        // input_required is decided by the job's pending request: see `TaskState::status`.
         JobStatus::Queued | JobStatus::Running => "working",
         JobStatus::Succeeded => "completed",
         JobStatus::Failed | JobStatus::TimedOut => "failed",
@@ -65,6 +82,27 @@ pub struct TaskState<'a> {
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
     poll_after_seconds: Option<u32>,
+    /// The question the job waits for (a view), or that it waits for one (a summary).
+    input: Option<&'a InputRequestView>,
+    input_required: bool,
+}
+
+impl TaskState<'_> {
+    fn status(&self) -> &'static str {
+        if self.input_required && !self.status.is_terminal() {
+            INPUT_REQUIRED
+        } else {
+            task_status(self.status)
+        }
+    }
+}
+
+/// The task status of a job that waits for its owner's answer.
+pub const INPUT_REQUIRED: &str = "input_required";
+
+/// A view's task status.
+pub fn view_status(view: &JobView) -> &'static str {
+    TaskState::from(view).status()
 }
 
 impl<'a> From<&'a JobView> for TaskState<'a> {
@@ -77,6 +115,8 @@ impl<'a> From<&'a JobView> for TaskState<'a> {
             created_at: v.created_at,
             updated_at: v.updated_at,
             poll_after_seconds: v.poll_after_seconds,
+            input: v.input_request.as_ref(),
+            input_required: v.input_request.is_some(),
         }
     }
 }
@@ -92,6 +132,8 @@ impl<'a> From<&'a longhaul_jobs::JobSummary> for TaskState<'a> {
             updated_at: v.updated_at,
             poll_after_seconds: (!v.status.is_terminal())
                 .then_some(longhaul_jobs::view::POLL_AFTER_SECONDS),
+            input: None,
+            input_required: v.input_required,
         }
     }
 }
@@ -105,8 +147,13 @@ pub fn task_fields<'a>(call: &Call<'_>, view: impl Into<TaskState<'a>>) -> Map<S
     } else {
         ("ttl", "pollInterval")
     };
+    let status = view.status();
     let status_message = if view.status.is_terminal() {
         view.message.to_string()
+    } else if let Some(r) = view.input {
+        format!("waiting for an answer: {}", r.message)
+    } else if status == INPUT_REQUIRED {
+        "waiting for an answer".to_string()
     } else {
         progress_words(view.status, view.progress)
     };
@@ -117,7 +164,7 @@ pub fn task_fields<'a>(call: &Call<'_>, view: impl Into<TaskState<'a>>) -> Map<S
         .map(|d| d.as_millis() as u64);
     let mut t = Map::new();
     t.insert("taskId".into(), json!(view.job_id));
-    t.insert("status".into(), json!(task_status(view.status)));
+    t.insert("status".into(), json!(status));
     t.insert("statusMessage".into(), json!(status_message));
     t.insert(
         "createdAt".into(),
@@ -183,7 +230,12 @@ pub async fn get(call: &Call<'_>, params: &Map<String, Value>) -> Result<Value, 
         .map_err(|e| task_failure(id, e))?;
     let mut task = task_fields(call, &view);
     if call.era.is_modern() {
-        match task_status(view.status) {
+        match view_status(&view) {
+            INPUT_REQUIRED => {
+                if let Some(r) = &view.input_request {
+                    task.insert("inputRequests".into(), input_requests(r));
+                }
+            }
             "completed" => {
                 let mut result = tools::job_result(&view, call.era, false);
                 result["resultType"] = json!("complete");
@@ -208,6 +260,20 @@ pub async fn result(call: &Call<'_>, params: &Map<String, Value>) -> Result<Valu
         .get(call.owner, id, wait)
         .await
         .map_err(|e| task_failure(id, e))?;
+    if let Some(r) = view
+        .input_request
+        .as_ref()
+        .filter(|_| !view.status.is_terminal())
+    {
+        return Err(RpcError::new(
+            INTERNAL_ERROR,
+            format!(
+                "task {id} is input_required: it waits for the user's answer to {:?}. This server sends no elicitation requests on tasks/result; answer with the 2026-07-28 tasks/update or REST POST /jobs/{id}/input",
+                r.message
+            ),
+        )
+        .with_data(json!({"taskId": id, "status": INPUT_REQUIRED, "inputRequest": r})));
+    }
     if !view.status.is_terminal() {
         return Err(RpcError::new(
             INTERNAL_ERROR,
@@ -274,7 +340,7 @@ pub async fn cancel(call: &Call<'_>, params: &Map<String, Value>) -> Result<Valu
                 .service
                 .get(call.owner, id, Duration::ZERO)
                 .await
-                .map(|v| task_status(v.status))
+                .map(|v| view_status(&v))
                 .unwrap_or("completed");
             Err(RpcError::invalid_params(format!(
                 "Cannot cancel task: already in terminal status '{status}'"
@@ -284,20 +350,91 @@ pub async fn cancel(call: &Call<'_>, params: &Map<String, Value>) -> Result<Valu
     }
 }
 
-/// 2026-07-28 `tasks/update`: acknowledged for the owner's tasks. No job asks for input yet,
-/// so no answer is outstanding, and the extension says such answers are ignored.
+/// A pending question as the tasks extension's `inputRequests`: one `elicitation/create`
+/// request in form mode, keyed by the request's id.
+fn input_requests(r: &InputRequestView) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        r.request_id.clone(),
+        json!({
+            "method": "elicitation/create",
+            "params": {
+                "mode": "form",
+                "message": r.message,
+                "requestedSchema": r.requested_schema,
+            },
+        }),
+    );
+    Value::Object(m)
+}
+
+/// 2026-07-28 `tasks/update`: the answers to the task's outstanding `inputRequests`
+/// (elicitation results: `accept` with `content`, `decline`, `cancel`). An answer to a key
+/// that is not outstanding is ignored, as the extension asks; the rest go to the job as
+/// answerJobInput does. Acknowledged with an empty result.
 pub async fn update(call: &Call<'_>, params: &Map<String, Value>) -> Result<Value, RpcError> {
     let id = task_id(params)?;
-    if !matches!(params.get("inputResponses"), Some(Value::Object(_))) {
+    let Some(Value::Object(responses)) = params.get("inputResponses") else {
         return Err(RpcError::invalid_params(
             "params.inputResponses must be an object",
         ));
-    }
-    call.service
+    };
+    let view = call
+        .service
         .get(call.owner, id, Duration::ZERO)
         .await
         .map_err(|e| task_failure(id, e))?;
-    Ok(json!({}))
+    let Some(pending) = view
+        .input_request
+        .as_ref()
+        .filter(|_| !view.status.is_terminal())
+    else {
+        return Ok(json!({}));
+    };
+    let Some(response) = responses.get(&pending.request_id) else {
+        return Ok(json!({}));
+    };
+    let key = pending.request_id.as_str();
+    let at = format!("params.inputResponses[{key:?}]");
+    let action = response.get("action").and_then(Value::as_str);
+    let answered = match action {
+        Some("accept") => {
+            let content = response.get("content").cloned().unwrap_or(json!({}));
+            call.service
+                .answer_input(call.owner, id, Some(key), &content)
+                .await
+        }
+        Some("decline") => {
+            call.service
+                .decline_input(call.owner, id, Some(key), ANSWER_DECLINED)
+                .await
+        }
+        Some("cancel") => {
+            call.service
+                .decline_input(call.owner, id, Some(key), ANSWER_CANCELLED)
+                .await
+        }
+        _ => {
+            return Err(RpcError::invalid_params(format!(
+                "{at}.action must be \"accept\", \"decline\" or \"cancel\" (an elicitation result)"
+            )));
+        }
+    };
+    match answered {
+        Ok(view) => {
+            tracing::info!(job_id = %view.job_id, "mcp: input delivered");
+            Ok(json!({}))
+        }
+        Err(ServiceError::BadRequest(m)) => {
+            Err(RpcError::invalid_params(match m.strip_prefix("answer") {
+                Some(rest) => format!("{at}.content{rest}"),
+                None => m,
+            }))
+        }
+        // The question was answered or its wait ended meanwhile: no longer outstanding.
+        Err(ServiceError::Conflict(_)) => Ok(json!({})),
+        Err(e) => Err(task_failure(id, e)),
+    }
 }
 
 #[cfg(test)]

@@ -366,6 +366,16 @@ pub fn job_result(view: &JobView, era: &Era, is_error: bool) -> Value {
 /// finished job's result is inlined when short.
 pub fn job_text(view: &JobView) -> String {
     let head = format!("Job {} ({})", view.job_id, view.job_type);
+    if let Some(r) = view
+        .input_request
+        .as_ref()
+        .filter(|_| !view.status.is_terminal())
+    {
+        return format!(
+            "{head} waits for the user's answer to: {} It goes on once they answer (a task client answers the task's inputRequests with tasks/update); call get_job to see it again.",
+            r.message
+        );
+    }
     if !view.status.is_terminal() {
         let poll = format!(
             "It keeps running on the server: call get_job with {{\"jobId\": \"{}\", \"waitSeconds\": 20}} to wait for it, or cancel_job to stop it.",

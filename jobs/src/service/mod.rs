@@ -29,7 +29,9 @@ use crate::types::{JobTypeInfo, JobTypes};
 use crate::view::{ExecutionHistory, FileView, JobSummary, JobView};
 
 mod callbacks;
+mod input;
 pub use callbacks::FailTaskRequest;
+pub use input::{ANSWER_CANCELLED, ANSWER_DECLINED};
 
 /// Limits and lifetimes of the service.
 #[derive(Debug, Clone)]
@@ -371,7 +373,7 @@ impl JobService {
     }
 
     /// Reads one of the owner's jobs; another owner's job is "not found".
-    async fn owned_job(&self, owner: &str, job_id: &str) -> Result<Job, ServiceError> {
+    pub(crate) async fn owned_job(&self, owner: &str, job_id: &str) -> Result<Job, ServiceError> {
         if !is_valid_job_id(job_id) {
             return Err(ServiceError::job_not_found(job_id));
         }
@@ -398,8 +400,8 @@ impl JobService {
         self.get(owner, job_id, Duration::from_secs(wait)).await
     }
 
-    /// getJob; with `wait` > 0, returns as soon as the job is terminal or `wait` has passed
-    /// (at most the service's longest long poll).
+    /// getJob; with `wait` > 0, returns as soon as the job is terminal or waits for an
+    /// answer, or `wait` has passed (at most the service's longest long poll).
     pub async fn get(
         &self,
         owner: &str,
@@ -412,7 +414,12 @@ impl JobService {
             // Subscribe before reading, so a change between the read and the wait wakes us.
             let mut watch = self.store.watch(job_id);
             let job = self.owned_job(owner, job_id).await?;
-            if job.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            // A question for the user ends the wait too: the job cannot go on without them.
+            let waits_for_answer = crate::view::pending_request(&job).is_some();
+            if job.status.is_terminal()
+                || waits_for_answer
+                || tokio::time::Instant::now() >= deadline
+            {
                 return self.view(&job).await;
             }
             if tokio::time::timeout_at(deadline, watch.changed())
