@@ -1,4 +1,4 @@
-//! `longhaul bench lambda`: each Lambda bootstrap's size, and its start-to-first-response
+//! `longhaul-bench lambda`: each Lambda bootstrap's size, and its start-to-first-response
 //! time under a local Lambda Runtime API emulator (the three endpoints a runtime uses:
 //! next invocation, response, error). No AWS is called: the `api` bootstrap answers
 //! `GET /healthz`, the worker bootstraps get an input their handler rejects before any I/O.
