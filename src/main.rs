@@ -201,7 +201,13 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Sfn {
             command: SfnCommand::Run(args),
-        } => Ok(longhaul_engine::cli::run(args).await),
+        } => {
+            let http =
+                longhaul_local::http_task::OutboundHttp::new(longhaul_outbound::OutboundPolicy {
+                    allow_insecure: args.allow_insecure_http,
+                });
+            Ok(longhaul_engine::cli::run(args, std::sync::Arc::new(http)).await)
+        }
         Command::Sfn {
             command: SfnCommand::Conformance(args),
         } => Ok(longhaul_engine::cli::conformance(args).await),

@@ -1,5 +1,5 @@
 //! `longhaul serve`: the job API on one machine. Wires the local adapters (SQLite jobs,
-//! files on disk with signed URLs, the embedded engine running the workflow with the workers
+//! files on disk with signed URLs, the embedded engine running the workflow with the steps
 //! in process) to the domain and the HTTP API.
 
 use std::net::SocketAddr;
@@ -12,8 +12,10 @@ use clap::{Args, ValueEnum};
 use longhaul_api::{ApiState, Authenticator};
 use longhaul_catalog::Catalog;
 use longhaul_jobs::{BlobStore, JobService, JobStore, ServiceConfig};
+use longhaul_local::http_task::OutboundHttp;
 use longhaul_local::orchestrator::{EngineOrchestrator, LocalSteps, check_interpreters};
 use longhaul_local::schedule::Schedule;
+use longhaul_outbound::OutboundPolicy;
 use longhaul_steps::{StepContext, StepRegistry};
 use tokio::net::TcpListener;
 
@@ -63,8 +65,9 @@ pub struct ServeArgs {
     /// Largest upload, in bytes.
     #[arg(long, env = "LONGHAUL_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
-    /// Let URL and file-ref downloads use http and reach loopback/private addresses. For
-    /// local testing only: it turns off the protection against server-side request forgery.
+    /// Let URL and file-ref downloads and HTTP Tasks use http and reach loopback/private
+    /// addresses. For local testing only: it turns off the protection against server-side
+    /// request forgery.
     #[arg(long, env = "LONGHAUL_ALLOW_INSECURE_DOWNLOADS")]
     pub allow_insecure_downloads: bool,
     /// Log format.
@@ -226,6 +229,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         tracing::info!(count = schedules.len(), "schedules running");
         longhaul_local::schedule::spawn(service.clone(), schedules, args.data_dir.clone())
     });
+    let timeouts = spawn_job_timeouts(service.clone());
 
     let app = longhaul_api::router(ApiState {
         public_url: Some(base_url.clone()),
@@ -243,6 +247,7 @@ pub async fn start(args: &ServeArgs, stop_on_signal: bool) -> Result<RunningServ
         if let Some(s) = scheduler {
             s.abort();
         }
+        timeouts.abort();
         engine.shutdown().await;
         tracker.abort();
         drop(data_dir_lock);
@@ -325,7 +330,11 @@ async fn start_workflow(
         longhaul_engine::SqliteExecutionStore::open(&args.data_dir.join("engine.db"))
             .context("opening the engine's execution store")?,
     );
-    let orchestrator = EngineOrchestrator::with_steps(exec_store, steps, machine)
+    // HTTP Tasks reach what URL sources may reach: one outbound policy.
+    let http = Arc::new(OutboundHttp::new(OutboundPolicy {
+        allow_insecure: args.allow_insecure_downloads,
+    }));
+    let orchestrator = EngineOrchestrator::with_steps(exec_store, steps, http, machine)
         .await
         .context("registering the workflow")?;
     Ok(Workflow {
@@ -347,6 +356,24 @@ fn load_schedules(args: &ServeArgs, service: &JobService) -> Result<Vec<Schedule
     }
     longhaul_local::schedule::check(&schedules, service).map_err(anyhow::Error::msg)?;
     Ok(schedules)
+}
+
+/// How often jobs past their type's `timeoutSeconds` are looked for.
+const JOB_TIMEOUT_CHECK: Duration = Duration::from_secs(5);
+
+/// Ends the jobs that ran past their type's `timeoutSeconds` (JobService::time_out_overdue)
+/// every few seconds.
+fn spawn_job_timeouts(service: Arc<JobService>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(JOB_TIMEOUT_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = service.time_out_overdue(chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "looking for jobs past their time limit");
+            }
+        }
+    })
 }
 
 /// After a stop: executions that were running go on where they were, and jobs accepted but

@@ -472,3 +472,44 @@ fn a_bad_folder_stops_the_start_naming_the_file_and_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn a_job_past_its_types_time_limit_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let types = dir.path().join("types");
+    let mut def = one_step(
+        json!({"runtime": "python3.12", "handler": "slow.handler"}),
+        120,
+    );
+    def["timeoutSeconds"] = json!(2);
+    write_type(
+        &types,
+        "brief",
+        def,
+        one_task(),
+        &[(
+            "slow.py",
+            "import time\ndef handler(event, context):\n    time.sleep(60)\n",
+        )],
+    );
+    let server = server_with_types(&types, &dir.path().join("data"), &[]);
+    let api = server.client();
+    let r = api.post("/jobs", &json!({"type": "brief", "input": {}}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let started = Instant::now();
+    let job = api.wait_terminal(r.body["jobId"].as_str().unwrap(), Duration::from_secs(40));
+    assert_eq!(job["status"], "TIMED_OUT", "{job}");
+    assert_eq!(job["error"]["code"], "timed_out", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("time limit (2 s)"),
+        "{job}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

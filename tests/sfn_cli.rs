@@ -289,3 +289,66 @@ fn sigkill_during_a_map_resumes_from_the_last_completed_state() {
         "Prepare ran again after the crash"
     );
 }
+
+/// HTTP Tasks under `sfn run`: a loopback endpoint is refused by default (https and public
+/// addresses only) and reached with `--allow-insecure-http`; a callback Task is refused, as
+/// `sfn run` has no API to answer it.
+#[test]
+fn http_tasks_follow_the_outbound_policy_and_callbacks_are_refused() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = r#"{"pong": true}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let def = write(
+        dir.path(),
+        "http.json",
+        &json!({"StartAt": "Ping", "States": {"Ping": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": format!("http://{addr}/ping"), "Method": "GET",
+                           "Authentication": {"ConnectionArn": "arn:aws:events:us-east-1:123456789012:connection/ping/1"}},
+            "OutputPath": "$.ResponseBody",
+            "End": true}}}),
+    );
+    let refused = sfn(&[def.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(v["error"], "States.Permissions", "{v}");
+
+    let allowed = sfn(&[def.to_str().unwrap(), "--allow-insecure-http"]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stdout)
+    );
+    let v: Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert_eq!(v, json!({"pong": true}));
+
+    let callback = write(
+        dir.path(),
+        "callback.json",
+        &json!({"StartAt": "Ask", "States": {"Ask": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": "q", "MessageBody": {"token.$": "$$.Task.Token"}},
+            "End": true}}}),
+    );
+    let out = sfn(&[callback.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waits for a task token"), "{err}");
+}

@@ -1,11 +1,13 @@
 //! longhaul's HTTP API: an axum [`Router`] over [`JobService`] — startJob, getJob (with a long
 //! poll), listJobs, cancelJob, listJobTypes, createUpload — plus `/healthz` and the OpenAPI
-//! spec, and the same jobs over MCP at `/mcp` ([`mcp`]). The same Router serves
-//! `longhaul serve` and, on AWS, the API Lambda. Every job route
-//! is authenticated by an [`Authenticator`]; errors are [`ApiError`]s, always
+//! spec, the same jobs over MCP at `/mcp` ([`mcp`]), and the callback routes
+//! (`/task-tokens/{token}/success|failure|heartbeat`, see `callbacks.rs`). The same Router
+//! serves `longhaul serve` and, on AWS, the API Lambda. Every job route is authenticated by
+//! an [`Authenticator`]; errors are [`ApiError`]s, always
 //! `{"error": {"code", "message"}}`.
 
 mod auth;
+mod callbacks;
 mod error;
 pub mod mcp;
 mod spec;
@@ -131,18 +133,23 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for ApiJ
         let body = Bytes::from_request(req, state).await.map_err(|_| {
             ApiError::payload_too_large(format!("the body is over {MAX_BODY_BYTES} bytes"))
         })?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ApiError::payload_too_large(format!(
-                "the body is over {MAX_BODY_BYTES} bytes"
-            )));
-        }
-        if std::str::from_utf8(&body).is_err() {
-            return Err(ApiError::bad_request("the body is not UTF-8"));
-        }
-        serde_json::from_slice(&body)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        json_body(&body).map(ApiJson)
     }
+}
+
+/// A body's JSON as `T`: over [`MAX_BODY_BYTES`] is 413, not UTF-8 or not JSON or not the
+/// shape is 400 naming the problem.
+fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(format!(
+            "the body is over {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::bad_request("the body is not UTF-8"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
@@ -325,6 +332,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.yaml", get(spec_yaml))
         .route("/openapi.json", get(spec_json))
         .merge(mcp::routes())
+        .merge(callbacks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

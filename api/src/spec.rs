@@ -22,6 +22,7 @@ use utoipa::OpenApi;
     longhaul_jobs::OpenAiFileRef,
     longhaul_jobs::CreateUploadRequest,
     longhaul_jobs::UploadTicket,
+    longhaul_jobs::FailTaskRequest,
     crate::ErrorBody,
     crate::ErrorDetail,
 )))]
@@ -61,15 +62,17 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The error responses every operation has, and `extra`.
+fn errors(extra: &[(&str, &str)]) -> Value {
+    let mut all: Vec<(&str, &str)> = COMMON_ERRORS.to_vec();
+    all.extend_from_slice(extra);
+    error_responses(&all)
+}
+
 /// The spec as JSON.
 pub fn openapi(server_url: &str) -> Value {
     let components = serde_json::to_value(Schemas::openapi().components).unwrap_or(Value::Null);
     let job_id = json!({"name": "jobId", "in": "path", "required": true, "description": "The job's id, from startJob.", "schema": {"type": "string"}});
-    let errors = |extra: &[(&str, &str)]| {
-        let mut all: Vec<(&str, &str)> = COMMON_ERRORS.to_vec();
-        all.extend_from_slice(extra);
-        error_responses(&all)
-    };
     let paths = json!({
         "/jobs": {
             "post": {
@@ -148,6 +151,7 @@ pub fn openapi(server_url: &str) -> Value {
             }
         }
     });
+    let paths = merge(paths, callback_paths());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -159,6 +163,59 @@ pub fn openapi(server_url: &str) -> Value {
         "security": [{"bearerAuth": []}],
         "paths": paths,
         "components": merge(components, json!({"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}))
+    })
+}
+
+/// The callback routes (`/task-tokens/{token}/...`): in the spec, marked not for the
+/// assistant (outside systems call them).
+fn callback_paths() -> Value {
+    let token = json!({"name": "token", "in": "path", "required": true, "description": "The task token the workflow gave out, percent-encoded.", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}});
+    let delivered = |what: &str| json!({"200": {"description": format!("The {what} was delivered to the waiting task."), "content": {"application/json": {"schema": {"type": "object", "required": ["delivered"], "properties": {"delivered": {"type": "string", "enum": [what]}}}}}}});
+    let callback_errors = |extra: &[(&str, &str)]| {
+        let mut all: Vec<(&str, &str)> = vec![
+            ("400", "Invalid token or body."),
+            (
+                "404",
+                "No task waits for this token (unknown, answered already, or its job ended).",
+            ),
+            ("409", "The task of this token timed out."),
+        ];
+        all.extend_from_slice(extra);
+        errors(&all)
+    };
+    json!({
+        "/task-tokens/{token}/success": {
+            "post": {
+                "operationId": "sendTaskSuccess",
+                "summary": "Answer a waiting task: success",
+                "description": "Not for the assistant: for an outside system holding a task token from a job's workflow. The task waiting for the token succeeds; the JSON body (at most 256 KiB) is its output.",
+                "parameters": [token],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"description": "The task's output: any JSON."}}}},
+                "responses": merge(delivered("success"), callback_errors(&[("413", "Body over 256 KiB.")])),
+                "x-openai-isConsequential": true
+            }
+        },
+        "/task-tokens/{token}/failure": {
+            "post": {
+                "operationId": "sendTaskFailure",
+                "summary": "Answer a waiting task: failure",
+                "description": "Not for the assistant: for an outside system holding a task token from a job's workflow. The task waiting for the token fails with this error name (which the workflow's Retry and Catch match) and cause.",
+                "parameters": [token],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FailTaskRequest"}}}},
+                "responses": merge(delivered("failure"), callback_errors(&[])),
+                "x-openai-isConsequential": true
+            }
+        },
+        "/task-tokens/{token}/heartbeat": {
+            "post": {
+                "operationId": "sendTaskHeartbeat",
+                "summary": "Tell a waiting task its work goes on",
+                "description": "Not for the assistant: for an outside system holding a task token from a job's workflow. The task waiting for the token is alive: its HeartbeatSeconds start again. No body.",
+                "parameters": [token],
+                "responses": merge(delivered("heartbeat"), callback_errors(&[])),
+                "x-openai-isConsequential": true
+            }
+        }
     })
 }
 

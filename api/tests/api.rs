@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use longhaul_api::{ApiState, Authenticator, CognitoClaimsAuth, JwtAuth, TokensFileAuth, router};
 use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
 use longhaul_jobs::{
-    ExecutionRef, Job, JobService, Orchestrator, OrchestratorError, ServiceConfig,
+    CallbackError, ExecutionRef, Job, JobService, Orchestrator, OrchestratorError, ServiceConfig,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -36,6 +36,24 @@ impl Orchestrator for NoopOrchestrator {
         _: usize,
     ) -> Result<Vec<longhaul_jobs::ExecutionEvent>, OrchestratorError> {
         Ok(Vec::new())
+    }
+    // Token `waiting/1+` has a task waiting, `late` one that timed out; others none.
+    async fn send_task_success(&self, token: &str, _: &Value) -> Result<(), CallbackError> {
+        answer(token)
+    }
+    async fn send_task_failure(&self, token: &str, _: &str, _: &str) -> Result<(), CallbackError> {
+        answer(token)
+    }
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError> {
+        answer(token)
+    }
+}
+
+fn answer(token: &str) -> Result<(), CallbackError> {
+    match token {
+        "waiting/1+" => Ok(()),
+        "late" => Err(CallbackError::TaskTimedOut(token.into())),
+        _ => Err(CallbackError::TaskDoesNotExist(token.into())),
     }
 }
 
@@ -80,7 +98,8 @@ fn rest_event(
     let mut ctx = json!({
         "accountId": "123456789012", "resourceId": "abc", "stage": "prod", "requestId": "r-1",
         "identity": {"sourceIp": "203.0.113.1"}, "resourcePath": "/jobs", "httpMethod": method,
-        "apiId": "api123", "path": format!("/prod{path}"), "protocol": "HTTP/1.1"
+        "apiId": "api123", "path": format!("/prod{path}"), "protocol": "HTTP/1.1",
+        "domainName": "api123.execute-api.us-east-1.amazonaws.com"
     });
     if let Some(sub) = sub {
         ctx["authorizer"] =
@@ -102,6 +121,19 @@ fn rest_event(
     let req =
         lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
     req.map(|b| Body::from(b.to_vec()))
+}
+
+/// On AWS the spec the api function serves names the stage URL (the path it sees has no
+/// stage), so a GPT that imports it by URL calls inside the stage.
+#[tokio::test]
+async fn the_spec_served_through_api_gateway_names_the_stage_url() {
+    let app = app(Arc::new(CognitoClaimsAuth));
+    let (s, _, spec) = send(&app, rest_event("GET", "/openapi.json", None, None, None)).await;
+    assert_eq!(s, 200, "{spec}");
+    assert_eq!(
+        spec["servers"][0]["url"],
+        "https://api123.execute-api.us-east-1.amazonaws.com/prod"
+    );
 }
 
 #[tokio::test]
@@ -465,6 +497,9 @@ fn the_spec_is_fit_for_a_gpt_action() {
             "getJobHistory",
             "listJobTypes",
             "listJobs",
+            "sendTaskFailure",
+            "sendTaskHeartbeat",
+            "sendTaskSuccess",
             "startJob"
         ]
     );
@@ -661,5 +696,111 @@ mod jwt {
                 .is_err()
         );
         let _ = Duration::ZERO;
+    }
+}
+
+/// The callback routes: authenticated like every job route; the token percent-encoded in
+/// the path; unknown tokens 404, timed-out tasks 409, bad bodies 400.
+#[tokio::test]
+async fn callback_routes_answer_waiting_tasks() {
+    let app = token_app();
+    let t = Some("alice-token-0123456789");
+    let waiting = "/task-tokens/waiting%2F1%2B";
+    let cases: Vec<(http::Request<Body>, u16, Value)> = vec![
+        (
+            req(
+                "POST",
+                &format!("{waiting}/success"),
+                t,
+                Some("{\"ok\": true}"),
+            ),
+            200,
+            json!({"delivered": "success"}),
+        ),
+        (
+            req(
+                "POST",
+                &format!("{waiting}/failure"),
+                t,
+                Some("{\"error\": \"Rejected\", \"cause\": \"no\"}"),
+            ),
+            200,
+            json!({"delivered": "failure"}),
+        ),
+        (
+            req("POST", &format!("{waiting}/failure"), t, None),
+            200,
+            json!({"delivered": "failure"}),
+        ),
+        (
+            req("POST", &format!("{waiting}/heartbeat"), t, None),
+            200,
+            json!({"delivered": "heartbeat"}),
+        ),
+        (
+            req("POST", &format!("{waiting}/heartbeat"), t, Some("{}")),
+            200,
+            json!({"delivered": "heartbeat"}),
+        ),
+        (
+            req("POST", &format!("{waiting}/success"), None, Some("1")),
+            401,
+            json!("unauthorized"),
+        ),
+        (
+            req("POST", "/task-tokens/unknown/success", t, Some("1")),
+            404,
+            json!("not_found"),
+        ),
+        (
+            req("POST", "/task-tokens/late/heartbeat", t, None),
+            409,
+            json!("conflict"),
+        ),
+        (
+            req("POST", &format!("{waiting}/success"), t, None),
+            400,
+            json!("bad_request"),
+        ),
+        (
+            req(
+                "POST",
+                &format!("{waiting}/failure"),
+                t,
+                Some("{\"reason\": 1}"),
+            ),
+            400,
+            json!("bad_request"),
+        ),
+        (
+            req(
+                "POST",
+                &format!("{waiting}/heartbeat"),
+                t,
+                Some("{\"x\": 1}"),
+            ),
+            400,
+            json!("bad_request"),
+        ),
+        (
+            req("POST", &format!("{waiting}/success?x=1"), t, Some("1")),
+            400,
+            json!("bad_request"),
+        ),
+        (
+            req("GET", &format!("{waiting}/success"), t, None),
+            405,
+            json!("bad_request"),
+        ),
+    ];
+    for (r, status, want) in cases {
+        let what = format!("{} {}", r.method(), r.uri());
+        let (s, _, body) = send(&app, r).await;
+        assert_eq!(s, status, "{what}: {body}");
+        if want.is_object() {
+            assert_eq!(body, want, "{what}");
+        } else {
+            assert_eq!(body["error"]["code"], want, "{what}: {body}");
+        }
     }
 }

@@ -47,6 +47,25 @@ impl Orchestrator for NoopOrchestrator {
     ) -> Result<Vec<longhaul_jobs::ExecutionEvent>, OrchestratorError> {
         Ok(Vec::new())
     }
+    // No task of these tests waits for a token.
+    async fn send_task_success(
+        &self,
+        token: &str,
+        _: &Value,
+    ) -> Result<(), longhaul_jobs::CallbackError> {
+        Err(longhaul_jobs::CallbackError::TaskDoesNotExist(token.into()))
+    }
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<(), longhaul_jobs::CallbackError> {
+        Err(longhaul_jobs::CallbackError::TaskDoesNotExist(token.into()))
+    }
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), longhaul_jobs::CallbackError> {
+        Err(longhaul_jobs::CallbackError::TaskDoesNotExist(token.into()))
+    }
 }
 
 struct App {

@@ -530,6 +530,44 @@ impl JobStore for DynamoJobStore {
         }
     }
 
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        // The sparse index holds only QUEUED and RUNNING jobs: a scan of it is as long as
+        // the active jobs are many.
+        let mut ids: Vec<String> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .index_name("activeByOwner")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("Scan", e))?;
+            ids.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|i| attr_s(i, "jobId").map(str::to_string)),
+            );
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        ids.sort();
+        ids.truncate(limit);
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = self.get(&id).await?
+                && !job.status.is_terminal()
+            {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
     async fn transition(
         &self,
         job_id: &str,

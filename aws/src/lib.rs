@@ -138,7 +138,7 @@ impl Clients {
 
 impl Clients {
     /// The Step Functions client. Built on demand (cheap: it shares the HTTP client) so the
-    /// worker functions, which never call Step Functions, do not link its SDK.
+    /// step functions, which never call Step Functions, do not link its SDK.
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.shared)
     }
@@ -146,18 +146,26 @@ impl Clients {
     /// Clients for a stand-in endpoint (a moto server): fixed test credentials and region,
     /// path-style S3, no retries beyond the SDK's standard ones.
     pub async fn for_test_endpoint(endpoint_url: &str) -> Clients {
+        Self::for_test_endpoint_as(
+            endpoint_url,
+            aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"),
+            test_https_client(),
+        )
+        .await
+    }
+
+    /// [`Clients::for_test_endpoint`] signing with `credentials` (moto's IAM access control
+    /// checks them: one IAM user per function) over `http` (a recording wrapper of
+    /// [`test_https_client`] in the IAM test).
+    pub async fn for_test_endpoint_as(
+        endpoint_url: &str,
+        credentials: aws_sdk_dynamodb::config::Credentials,
+        http: aws_sdk_dynamodb::config::SharedHttpClient,
+    ) -> Clients {
         let shared = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
+            .http_client(http)
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
+            .credentials_provider(credentials)
             .endpoint_url(endpoint_url)
             .load()
             .await;
@@ -170,6 +178,15 @@ impl Clients {
             shared,
         }
     }
+}
+
+/// The HTTP client the test clients use: rustls over ring, as in Lambda.
+pub fn test_https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// An SDK error's service code and message, for logs and for mapping to port errors.

@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 app = DomainDispatcherApplication(create_backend_app)
 server = make_server(sys.argv[1], 0, app, threaded=False, request_handler=MotoRequestHandler)
+os.environ["MOTO_PORT"] = str(server.server_port)  # moto's own clients (executing Step Functions) call back here
 print(server.server_port, flush=True)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the reader is gone: nothing more on the pipe
 server.serve_forever()

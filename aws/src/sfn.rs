@@ -5,7 +5,7 @@ use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use chrono::{DateTime, Utc};
 use longhaul_jobs::job::{ExecutionRef, Job};
-use longhaul_jobs::ports::{Orchestrator, OrchestratorError};
+use longhaul_jobs::ports::{CallbackError, Orchestrator, OrchestratorError};
 use longhaul_jobs::view::ExecutionEvent;
 use longhaul_jobs::workflow::WorkflowInput;
 use serde_json::{Value, json};
@@ -68,6 +68,35 @@ where
     }
 }
 
+/// A refused SendTask* call in the port's terms, by Step Functions' error code (the same
+/// outcomes the local engine gives).
+fn callback_sdk<E, R>(what: &str, e: aws_sdk_sfn::error::SdkError<E, R>) -> CallbackError
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let code = e
+        .as_service_error()
+        .and_then(|se| se.code())
+        .map(str::to_string);
+    match callback_error(code.as_deref(), &describe(&e)) {
+        Some(c) => c,
+        None => CallbackError::Orchestrator(sdk(what, e)),
+    }
+}
+
+/// Step Functions' callback error codes; `None` for anything else.
+fn callback_error(code: Option<&str>, message: &str) -> Option<CallbackError> {
+    let m = message.to_string();
+    Some(match code? {
+        "InvalidToken" => CallbackError::InvalidToken(m),
+        "TaskDoesNotExist" => CallbackError::TaskDoesNotExist(m),
+        "TaskTimedOut" => CallbackError::TaskTimedOut(m),
+        "InvalidOutput" | "ValidationException" => CallbackError::Invalid(m),
+        _ => return None,
+    })
+}
+
 /// An event detail: JSON when it parses, the text otherwise; cut to [`DETAIL_BYTES`].
 fn brief(text: &str) -> Value {
     if text.len() > DETAIL_BYTES {
@@ -107,18 +136,24 @@ fn event_view(e: &HistoryEvent, state: Option<&str>) -> ExecutionEvent {
     if let Some(d) = e.execution_succeeded_event_details() {
         put("output", d.output());
     }
-    if let Some(d) = e.execution_failed_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
+    // The SDK has one details type per event kind; these all carry an error and a cause.
+    macro_rules! error_and_cause {
+        ($($details:ident),* $(,)?) => {
+            $(if let Some(d) = e.$details() {
+                put("error", d.error());
+                put("cause", d.cause());
+            })*
+        };
     }
-    if let Some(d) = e.execution_aborted_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
-    if let Some(d) = e.execution_timed_out_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
+    error_and_cause!(
+        execution_failed_event_details,
+        execution_aborted_event_details,
+        execution_timed_out_event_details,
+        lambda_function_failed_event_details,
+        lambda_function_timed_out_event_details,
+        task_failed_event_details,
+        task_timed_out_event_details,
+    );
     if let Some(d) = e.lambda_function_scheduled_event_details() {
         put("resource", Some(d.resource()));
         put("input", d.input());
@@ -126,28 +161,12 @@ fn event_view(e: &HistoryEvent, state: Option<&str>) -> ExecutionEvent {
     if let Some(d) = e.lambda_function_succeeded_event_details() {
         put("output", d.output());
     }
-    if let Some(d) = e.lambda_function_failed_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
-    if let Some(d) = e.lambda_function_timed_out_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
     if let Some(d) = e.task_scheduled_event_details() {
         put("resource", Some(d.resource()));
         put("parameters", Some(d.parameters()));
     }
     if let Some(d) = e.task_succeeded_event_details() {
         put("output", d.output());
-    }
-    if let Some(d) = e.task_failed_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
-    }
-    if let Some(d) = e.task_timed_out_event_details() {
-        put("error", d.error());
-        put("cause", d.cause());
     }
     if let Some(d) = e.map_state_started_event_details() {
         details.insert("length".into(), json!(d.length()));
@@ -299,6 +318,45 @@ impl Orchestrator for SfnOrchestrator {
             }
         }
     }
+
+    async fn send_task_success(&self, token: &str, output: &Value) -> Result<(), CallbackError> {
+        self.client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| callback_sdk("SendTaskSuccess", e))
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), CallbackError> {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        self.client
+            .send_task_failure()
+            .task_token(token)
+            .set_error(non_empty(error))
+            .set_cause(non_empty(cause))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| callback_sdk("SendTaskFailure", e))
+    }
+
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError> {
+        self.client
+            .send_task_heartbeat()
+            .task_token(token)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| callback_sdk("SendTaskHeartbeat", e))
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +385,25 @@ mod tests {
                 "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/{arn}"
             )
         );
+    }
+
+    #[test]
+    fn callback_errors_map_to_the_same_outcomes_as_locally() {
+        let kind = |code| match callback_error(Some(code), "m") {
+            Some(CallbackError::InvalidToken(_)) => "invalid token",
+            Some(CallbackError::TaskDoesNotExist(_)) => "does not exist",
+            Some(CallbackError::TaskTimedOut(_)) => "timed out",
+            Some(CallbackError::Invalid(_)) => "invalid",
+            Some(CallbackError::Orchestrator(_)) => "orchestrator",
+            None => "other",
+        };
+        assert_eq!(kind("InvalidToken"), "invalid token");
+        assert_eq!(kind("TaskDoesNotExist"), "does not exist");
+        assert_eq!(kind("TaskTimedOut"), "timed out");
+        assert_eq!(kind("InvalidOutput"), "invalid");
+        assert_eq!(kind("ValidationException"), "invalid");
+        assert_eq!(kind("ThrottlingException"), "other");
+        assert!(callback_error(None, "m").is_none());
     }
 
     #[test]

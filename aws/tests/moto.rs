@@ -256,7 +256,7 @@ async fn state_machine(c: &Clients) -> String {
         .to_string()
 }
 
-/// DefinitionSubstitutions of job.asl.json (the workers crate owns the table; this crate
+/// DefinitionSubstitutions of job.asl.json (the steps crate owns the table; this crate
 /// must not depend on it, so the names are read from the definition itself).
 fn longhaul_jobs_functions() -> Vec<(String, String)> {
     let definition = std::fs::read_to_string(concat!(
@@ -352,4 +352,139 @@ async fn two_hundred_concurrent_starts_with_one_key_make_one_job() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "one job for one key");
     assert_eq!(aws.store.count_active("owner-race").await.unwrap(), 1);
+}
+
+/// One SQS call in its JSON protocol (the crate has no SQS client; moto routes by the
+/// signature's service).
+async fn sqs(moto_url: &str, action: &str, body: serde_json::Value) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{moto_url}/"))
+        .header("X-Amz-Target", format!("AmazonSQS.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("moto answers SQS");
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "SQS {action}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// Callbacks through SendTaskSuccess/Heartbeat on moto's executing Step Functions: a Task
+/// sends its token to SQS and waits; the adapter answers it; a spent or unknown token is
+/// refused with the same outcome the local engine gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callbacks_answer_waiting_tasks_through_send_task_success() {
+    use longhaul_jobs::ports::CallbackError;
+    let moto = MotoServer::start();
+    // moto runs executions only when told to.
+    let r = reqwest::Client::new()
+        .post(format!("{}/moto-api/config", moto.url))
+        .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let clients = Clients::for_test_endpoint(&moto.url).await;
+    let queue = sqs(&moto.url, "CreateQueue", json!({"QueueName": "approvals"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let definition = json!({"StartAt": "Ask", "States": {"Ask": {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+        "HeartbeatSeconds": 600,
+        "End": true}}});
+    let sm = clients
+        .sfn()
+        .create_state_machine()
+        .name("callbacks")
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/longhaul-states")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_string();
+    let exec = clients
+        .sfn()
+        .start_execution()
+        .state_machine_arn(&sm)
+        .input("{}")
+        .send()
+        .await
+        .unwrap()
+        .execution_arn()
+        .to_string();
+    let mut token = None;
+    for _ in 0..50 {
+        let got = sqs(&moto.url, "ReceiveMessage", json!({"QueueUrl": queue})).await;
+        if let Some(body) = got["Messages"][0]["Body"].as_str() {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            token = body["token"].as_str().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(token) = token else {
+        let d = clients
+            .sfn()
+            .describe_execution()
+            .execution_arn(&exec)
+            .send()
+            .await
+            .unwrap();
+        panic!(
+            "the task sent no token; the execution is {:?} ({:?}: {:?})",
+            d.status(),
+            d.error(),
+            d.cause()
+        );
+    };
+    let sfn = SfnOrchestrator::new(clients.sfn(), &sm);
+    assert!(matches!(
+        sfn.send_task_success("not-a-token", &json!(1)).await,
+        Err(CallbackError::InvalidToken(_))
+    ));
+    sfn.send_task_heartbeat(&token).await.unwrap();
+    sfn.send_task_success(&token, &json!({"approved": true}))
+        .await
+        .unwrap();
+    let mut status = String::new();
+    for _ in 0..50 {
+        let d = clients
+            .sfn()
+            .describe_execution()
+            .execution_arn(&exec)
+            .send()
+            .await
+            .unwrap();
+        status = d.status().as_str().to_string();
+        if status != "RUNNING" {
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(d.output().unwrap()).unwrap(),
+                json!({"approved": true})
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "SUCCEEDED");
+    // A spent token: moto says InvalidToken (AWS says TaskTimedOut); either is a refusal
+    // the API turns into a 4xx. (moto's SendTaskFailure looks at ended executions too and
+    // takes a spent token, so SendTaskSuccess is the call that tells.)
+    let late = sfn.send_task_success(&token, &json!("late")).await;
+    assert!(
+        matches!(
+            late,
+            Err(CallbackError::InvalidToken(_) | CallbackError::TaskTimedOut(_))
+        ),
+        "{late:?}"
+    );
 }

@@ -206,13 +206,19 @@ fn substitute<'a>(v: &mut Value, bindings: &'a [StepBinding], named: &mut Option
     }
 }
 
-/// A step Task retries Lambda's transient errors and times out as its step says, unless the
-/// workflow says otherwise.
+/// A step Task retries Lambda's transient errors and times out as its step says (a callback
+/// Task waits without that limit: the step only hands out the token), unless the workflow
+/// says otherwise.
 fn step_defaults(obj: &mut Map<String, Value>, step: &StepBinding) {
     if obj.get("Type").and_then(Value::as_str) != Some("Task") {
         return;
     }
-    if !obj.contains_key("TimeoutSeconds") && !obj.contains_key("TimeoutSecondsPath") {
+    // A callback Task's wait is not its step's run: it waits as long as the job may.
+    let callback = obj
+        .get("Resource")
+        .and_then(Value::as_str)
+        .is_some_and(|r| r.ends_with(".waitForTaskToken"));
+    if !callback && !obj.contains_key("TimeoutSeconds") && !obj.contains_key("TimeoutSecondsPath") {
         obj.insert(
             "TimeoutSeconds".into(),
             Value::from(step.def.timeout_seconds()),

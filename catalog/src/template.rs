@@ -56,6 +56,12 @@ pub fn template(catalog: &Catalog, root: &Path) -> Result<String, CatalogError> 
         )
         .ok();
     }
+    if catalog
+        .workflow_text()
+        .contains(&format!("\"{HTTP_INVOKE}\""))
+    {
+        invoke.push_str(HTTP_TASK_POLICY);
+    }
     // The Rust functions' code is the lambda crate of the checkout `longhaul sam` runs in.
     let rust_code_uri = format!(
         "    CodeUri: {}",
@@ -91,6 +97,27 @@ pub fn template(catalog: &Catalog, root: &Path) -> Result<String, CatalogError> 
     }
     Ok(out)
 }
+
+/// The HTTP Task's resource.
+const HTTP_INVOKE: &str = "arn:aws:states:::http:invoke";
+
+/// What the state machine's role needs for HTTP Tasks (AWS's guide): to call endpoints, and
+/// to read the EventBridge connections' credentials. Only when a job type has one. The
+/// state machine is named, not referenced: its role cannot depend on it.
+const HTTP_TASK_POLICY: &str = r#"        # HTTP Tasks (arn:aws:states:::http:invoke) in the job types' workflows.
+        - Statement:
+            - Effect: Allow
+              Action: states:InvokeHTTPEndpoint
+              Resource: !Sub "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-jobs"
+            - Effect: Allow
+              Action: events:RetrieveConnectionCredentials
+              Resource: !Sub "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:connection/*"
+            - Effect: Allow
+              Action:
+                - secretsmanager:GetSecretValue
+                - secretsmanager:DescribeSecret
+              Resource: !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:events!connection/*"
+"#;
 
 /// A YAML double-quoted scalar (JSON's string syntax is YAML's).
 fn quoted(s: &str) -> String {
@@ -174,7 +201,10 @@ fn code_uri(dir: &Path, root: &Path) -> String {
         .unwrap_or_else(|_| dir.to_string_lossy().to_string())
 }
 
-/// A Rust step reads and writes its job's item (progress) and its files.
+/// A Rust step reads and writes its job's item (progress) and its files: it reads its
+/// inputs (uploads, or what Register fetched under jobs/) and writes under jobs/ with
+/// single PUTs (no multipart upload to abort). lambda/tests/iam_on_moto.rs runs every Rust
+/// step with exactly this policy.
 const RUST_STEP_POLICY: &str = r#"      Policies:
         - Statement:
             - Effect: Allow
@@ -186,9 +216,9 @@ const RUST_STEP_POLICY: &str = r#"      Policies:
                 - !Sub "${FilesBucket.Arn}/jobs/*"
                 - !Sub "${FilesBucket.Arn}/uploads/*"
             - Effect: Allow
-              Action: [s3:PutObject, s3:AbortMultipartUpload]
+              Action: s3:PutObject
               Resource: !Sub "${FilesBucket.Arn}/jobs/*"
-            # Without it S3 answers a missing key with 403, not 404.
+            # Without it S3 answers a missing key with 403, not 404 (Plan: InputNotFound).
             - Effect: Allow
               Action: s3:ListBucket
               Resource: !GetAtt FilesBucket.Arn

@@ -225,3 +225,40 @@ fn a_jsonata_type_keeps_its_query_language_in_the_composed_workflow() {
     assert!(s["Register"].get("QueryLanguage").is_none());
     assert_eq!(s["echo.Echo"]["Catch"][0]["Next"], "MarkFailed");
 }
+
+#[test]
+fn a_callback_task_names_its_step_and_waits_without_the_steps_timeout() {
+    let wf = json!({"StartAt": "Ask", "States": {"Ask": {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "${Echo}", "Payload": {"token.$": "$$.Task.Token"}},
+        "End": true}}});
+    let c = Catalog::new(vec![folder("echo", echo_def(), wf)], &rust_code()).unwrap();
+    let ask = &c.workflow()["States"]["echo.Ask"];
+    assert_eq!(ask["Parameters"]["FunctionName"], "${EchoEchoFunctionArn}");
+    assert!(
+        ask.get("TimeoutSeconds").is_none(),
+        "the step's timeout does not limit the wait: {ask}"
+    );
+    assert_eq!(ask["Retry"][0]["ErrorEquals"][0], "Lambda.ServiceException");
+    assert_eq!(ask["Next"], "Complete");
+}
+
+#[test]
+fn http_tasks_need_no_steps_and_give_the_state_machine_their_permissions() {
+    let wf = json!({"StartAt": "Call", "States": {"Call": {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::http:invoke",
+        "Parameters": {"ApiEndpoint": "https://api.example.com/x", "Method": "GET",
+                       "Authentication": {"ConnectionArn": "arn:aws:events:us-east-1:123456789012:connection/x/1"}},
+        "End": true}}});
+    let def =
+        json!({"description": "Calls an API.", "inputSchema": {"type": "object"}, "steps": {}});
+    let with_http = Catalog::new(vec![folder("call", def, wf)], &rust_code()).unwrap();
+    let yaml = template::template(&with_http, std::path::Path::new(".")).unwrap();
+    assert!(yaml.contains("states:InvokeHTTPEndpoint"), "{yaml}");
+    assert!(yaml.contains("events:RetrieveConnectionCredentials"));
+    let builtin = Catalog::new(builtin_folders(), &rust_code()).unwrap();
+    let yaml = template::template(&builtin, std::path::Path::new(".")).unwrap();
+    assert!(!yaml.contains("states:InvokeHTTPEndpoint"));
+}

@@ -1,5 +1,8 @@
 //! The committed template.yaml against the mistakes a deploy would only show on AWS (each
-//! was found once in this template): rules cfn-lint and moto do not check.
+//! was found once in this template): rules cfn-lint and moto do not check. The functions'
+//! IAM policies are run by lambda/tests/iam_on_moto.rs; the rules here are the ones moto
+//! does not model (missing keys, conditions, DynamoDB and Step Functions resources), kept
+//! for the Python and Node steps as well, and without moto.
 
 use serde_yaml::Value;
 
@@ -28,30 +31,6 @@ fn of_type<'a>(t: &'a Value, kind: &str) -> Vec<(String, &'a Value)> {
 /// A tagged value's text (`!Ref X`, `!GetAtt X.Arn`, `!Sub "..."`), for matching.
 fn text(v: &Value) -> String {
     format!("{v:?}")
-}
-
-/// Every IAM action a function's role is allowed, from its inline policy statements.
-fn allowed_actions(function: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for policy in function["Properties"]["Policies"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-    {
-        for st in policy["Statement"].as_sequence().into_iter().flatten() {
-            if st["Effect"].as_str() != Some("Allow") {
-                continue;
-            }
-            match &st["Action"] {
-                Value::String(a) => out.push(a.clone()),
-                Value::Sequence(a) => {
-                    out.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)))
-                }
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -132,20 +111,222 @@ fn api_gateways_own_errors_have_the_apis_error_shape() {
     );
 }
 
+/// The committed template and one generated with the examples (a Python and a Node type),
+/// so the Python and Node steps' policy is checked as users get it.
+fn templates() -> Vec<(&'static str, Value)> {
+    use std::sync::Arc;
+    struct NoCheck;
+    impl longhaul_jobs::InputCheck for NoCheck {}
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut folders = longhaul_catalog::builtin_folders();
+    folders.extend(longhaul_catalog::load_dir(&root.join("examples")).expect("the examples load"));
+    let rust = longhaul_catalog::RustCode {
+        steps: ["demo-step", "csv-plan", "csv-aggregate", "csv-merge"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        input_checks: ["demo", "csv-report"]
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    Arc::new(NoCheck) as Arc<dyn longhaul_jobs::InputCheck>,
+                )
+            })
+            .collect(),
+    };
+    let catalog = longhaul_catalog::Catalog::new(folders, &rust).expect("a catalog");
+    let text = longhaul_catalog::template::template(&catalog, &root).expect("a template");
+    let with_examples = serde_yaml::from_str(&text).expect("the template parses");
+    vec![
+        ("template.yaml", template()),
+        ("with the examples", with_examples),
+    ]
+}
+
+/// Each function's Allow statements: (actions, resources as text, condition as text).
+fn statements(function: &Value) -> Vec<(Vec<String>, Vec<String>, String)> {
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::Sequence(items) => items
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| text(x), str::to_string))
+                .collect(),
+            Value::String(s) => vec![s.clone()],
+            other => vec![text(other)],
+        }
+    };
+    let mut out = Vec::new();
+    for policy in function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for st in policy["Statement"].as_sequence().into_iter().flatten() {
+            assert_eq!(st["Effect"].as_str(), Some("Allow"));
+            out.push((
+                list(&st["Action"]),
+                list(&st["Resource"]),
+                text(&st["Condition"]),
+            ));
+        }
+    }
+    out
+}
+
+/// What kind of function it is, by `LONGHAUL_FUNCTION` or runtime.
+fn kind(f: &Value) -> &str {
+    if !f["Properties"]["Runtime"].is_null() {
+        return "external-step";
+    }
+    match f["Properties"]["Environment"]["Variables"]["LONGHAUL_FUNCTION"].as_str() {
+        Some(
+            n @ ("api" | "register" | "complete" | "mark-failed" | "track-status" | "progress"
+            | "timeouts"),
+        ) => n,
+        _ => "rust-step",
+    }
+}
+
 #[test]
-fn every_role_that_reads_s3_may_list_so_a_missing_key_is_a_404() {
-    // Without s3:ListBucket, S3 answers HeadObject/GetObject of a missing key with 403, which
-    // moto does not model; Register and startJob look for keys that may not be there.
-    let t = template();
-    let functions = of_type(&t, "AWS::Serverless::Function");
-    assert!(functions.len() >= 9);
-    for (name, f) in functions {
-        let actions = allowed_actions(f);
-        if actions.iter().any(|a| a == "s3:GetObject") {
-            assert!(
-                actions.iter().any(|a| a == "s3:ListBucket"),
-                "{name} reads S3 without s3:ListBucket"
-            );
+fn missing_keys_are_404s_where_an_answer_depends_on_it() {
+    // Without s3:ListBucket (with the key as s3:prefix), S3 answers HeadObject/GetObject of
+    // a missing key with 403, which moto does not model. lambda/tests/iam_on_moto.rs proves
+    // it per request for the Rust functions; this covers the Python and Node steps too.
+    // api: startJob over an upload not made yet (400, not 500), file links to a gone file;
+    // Register: the HeadObject before each download; Complete: named files that are not
+    // there; steps: an input file that is gone (InputNotFound).
+    for (which, t) in templates() {
+        for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+            let needs: &[&str] = match kind(f) {
+                "api" | "rust-step" | "external-step" => &["jobs/*", "uploads/*"],
+                "register" | "complete" => &["jobs/*"],
+                _ => &[],
+            };
+            let listable: Vec<String> = statements(f)
+                .into_iter()
+                .filter(|(actions, _, _)| actions.iter().any(|a| a == "s3:ListBucket"))
+                .map(|(_, _, condition)| condition)
+                .collect();
+            for prefix in needs {
+                assert!(
+                    listable
+                        .iter()
+                        .any(|c| c.contains(&format!("\"{prefix}\""))),
+                    "{which}: {name} cannot list {prefix}: a missing key there is a 403"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn listing_is_bounded_to_the_jobs_and_uploads_prefixes() {
+    // moto ignores conditions: a ListBucket grant without its s3:prefix condition would pass
+    // every test and let a function list the whole bucket.
+    for (which, t) in templates() {
+        for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+            for (actions, resources, condition) in statements(f) {
+                if !actions.iter().any(|a| a == "s3:ListBucket") {
+                    continue;
+                }
+                assert_eq!(
+                    actions.len(),
+                    1,
+                    "{which}: {name}: ListBucket alone in its statement"
+                );
+                assert!(
+                    resources.len() == 1 && resources[0].contains("FilesBucket.Arn"),
+                    "{which}: {name}: ListBucket on the files bucket only: {resources:?}"
+                );
+                let f = &f["Properties"]["Policies"];
+                let prefixes: Vec<String> = f
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
+                    .filter(|st| text(&st["Action"]).contains("s3:ListBucket"))
+                    .flat_map(|st| {
+                        let c = &st["Condition"]["StringLike"]["s3:prefix"];
+                        c.as_sequence()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|p| p.as_str().map(str::to_string))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert!(
+                    !prefixes.is_empty()
+                        && prefixes.iter().all(|p| p == "jobs/*" || p == "uploads/*"),
+                    "{which}: {name}: ListBucket bounded by StringLike s3:prefix (jobs/*, uploads/*): {condition}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn function_policies_name_their_resources() {
+    // moto authorizes DynamoDB and Step Functions calls on resource `*`, so it cannot tell a
+    // grant on the table from one on every table. The IAM test checks the Rust functions'
+    // requests; this keeps every function's grants on this stack's resources.
+    for (which, t) in templates() {
+        for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+            for (actions, resources, _) in statements(f) {
+                for r in &resources {
+                    let ok = actions.iter().all(|a| {
+                        let (service, action) = a.split_once(':').unwrap_or(("", a));
+                        match service {
+                            "dynamodb" => r.contains("JobsTable.Arn"),
+                            "states" if action == "StartExecution" => r.contains("JobStateMachine"),
+                            // A task token names no resource IAM can scope.
+                            "states" if action.starts_with("SendTask") => r == "*",
+                            "states" => r.contains(":execution:${AWS::StackName}-jobs:"),
+                            "s3" if action == "ListBucket" => r.contains("FilesBucket.Arn"),
+                            "s3" => {
+                                r.contains("${FilesBucket.Arn}/jobs/")
+                                    || r.contains("${FilesBucket.Arn}/uploads/")
+                            }
+                            _ => false,
+                        }
+                    });
+                    assert!(ok, "{which}: {name}: {actions:?} on {r}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn python_and_node_steps_write_only_their_jobs_output() {
+    // Their code is the user's: it reads its inputs and writes result files under its
+    // job's output prefix; progress goes through its log (no table access).
+    let (_, t) = templates().pop().expect("the template with the examples");
+    let external: Vec<(String, &Value)> = of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| kind(f) == "external-step")
+        .collect();
+    assert!(external.len() >= 3, "the examples' Python and Node steps");
+    for (name, f) in external {
+        for (actions, resources, _) in statements(f) {
+            for a in &actions {
+                assert!(
+                    [
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:ListBucket"
+                    ]
+                    .contains(&a.as_str()),
+                    "{name}: {a}"
+                );
+                if a == "s3:PutObject" || a == "s3:AbortMultipartUpload" {
+                    assert!(
+                        resources.iter().all(|r| r.contains("/jobs/*/output/*")),
+                        "{name}: {a} on {resources:?}"
+                    );
+                }
+            }
         }
     }
 }

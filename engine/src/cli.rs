@@ -1,5 +1,7 @@
 //! `longhaul sfn run`: runs one definition to its end from the command line, with Task
-//! resources bound to local commands.
+//! resources bound to local commands and HTTP Tasks sent through the host's
+//! [`HttpInvoker`]; `longhaul sfn conformance`: measures the engine against recorded
+//! outcomes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    Engine, ExecutionStatus, MemoryExecutionStore, SqliteExecutionStore, StateMachine, TaskContext,
-    TaskFailure, TaskInvoker,
+    Engine, ExecutionStatus, HttpInvoker, MemoryExecutionStore, SqliteExecutionStore, StateMachine,
+    TaskContext, TaskFailure, TaskInvoker,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -35,12 +37,17 @@ pub struct SfnRunArgs {
     /// there (a killed earlier run) is resumed instead of starting anew.
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// Let HTTP Tasks use http and reach loopback/private addresses. For local testing only:
+    /// without it an HTTP Task reaches https endpoints on public addresses only.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
-/// Runs the command; returns the process exit code (0 succeeded, 1 failed/timed out,
+/// Runs the command with `http` sending HTTP Tasks' requests (the host's client, under its
+/// outbound policy); returns the process exit code (0 succeeded, 1 failed/timed out,
 /// 2 invalid definition or input).
-pub async fn run(args: SfnRunArgs) -> i32 {
-    match run_inner(args).await {
+pub async fn run(args: SfnRunArgs, http: Arc<dyn HttpInvoker>) -> i32 {
+    match run_inner(args, http).await {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -106,7 +113,7 @@ impl TaskInvoker for CommandInvoker {
     }
 }
 
-async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
+async fn run_inner(args: SfnRunArgs, http: Arc<dyn HttpInvoker>) -> Result<i32, String> {
     let text = std::fs::read_to_string(&args.definition)
         .map_err(|e| format!("reading {}: {e}", args.definition.display()))?;
     let mut subs = BTreeMap::new();
@@ -125,6 +132,11 @@ async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
     }
     let machine = StateMachine::parse(&text, &subs)
         .map_err(|e| format!("invalid definition {}:\n{e}", args.definition.display()))?;
+    if let Some(state) = machine.callback_state() {
+        return Err(format!(
+            "invalid definition: state {state:?} waits for a task token (.waitForTaskToken), and sfn run has no way to receive one; run the workflow under `longhaul serve`, whose API takes the answer (POST /task-tokens/TOKEN/success)"
+        ));
+    }
     for r in machine.task_resources() {
         if !commands.contains_key(&r) {
             return Err(format!(
@@ -143,7 +155,7 @@ async fn run_inner(args: SfnRunArgs) -> Result<i32, String> {
         Some(p) => Arc::new(SqliteExecutionStore::open(p).map_err(|e| e.to_string())?),
         None => Arc::new(MemoryExecutionStore::new()),
     };
-    let engine = Engine::new(store.clone(), Arc::new(CommandInvoker { commands }));
+    let engine = Engine::with_http(store.clone(), Arc::new(CommandInvoker { commands }), http);
     let sm = engine
         .create_state_machine("cli", machine.clone())
         .await

@@ -344,6 +344,7 @@ fn fail<T>(call: &Call, m: impl std::fmt::Display) -> Result<T, String> {
     Err(format!("{:?}: {m}", call.func))
 }
 
+/// Evaluates a call: its arguments first (paths, nested calls), then the function.
 pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<Value, String> {
     let mut args = Vec::with_capacity(call.args.len());
     for a in &call.args {
@@ -355,65 +356,97 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             Arg::Call(c) => eval(c, data, ctx, vars)?,
         });
     }
-    let int = |v: &Value, what: &str| -> Result<i64, String> {
+    let t = Typed { call };
+    match call.func {
+        Func::Format => format(call, &t, args),
+        Func::StringToJson | Func::JsonToString | Func::JsonMerge => json_fn(call, &t, args),
+        Func::Array
+        | Func::ArrayPartition
+        | Func::ArrayContains
+        | Func::ArrayRange
+        | Func::ArrayGetItem
+        | Func::ArrayLength
+        | Func::ArrayUnique => array_fn(call, &t, args),
+        Func::Base64Encode | Func::Base64Decode | Func::Hash => encoding_fn(call, &t, args),
+        Func::MathRandom | Func::MathAdd => math_fn(call, &t, args),
+        Func::StringSplit | Func::Uuid => string_fn(call, &t, args),
+    }
+}
+
+/// An argument's value as the type a function needs; errors name the function.
+struct Typed<'c> {
+    call: &'c Call,
+}
+
+impl Typed<'_> {
+    fn int(&self, v: &Value, what: &str) -> Result<i64, String> {
         match v.as_i64() {
             Some(n) => Ok(n),
             None => match v.as_f64() {
                 Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(f as i64),
                 _ => Err(format!(
                     "{:?}: {what} must be an integer, got {v}",
-                    call.func
+                    self.call.func
                 )),
             },
         }
-    };
-    let string = |v: &Value, what: &str| -> Result<String, String> {
+    }
+
+    fn string(&self, v: &Value, what: &str) -> Result<String, String> {
         v.as_str()
             .map(str::to_string)
-            .ok_or_else(|| format!("{:?}: {what} must be a string, got {v}", call.func))
-    };
-    let array = |v: &Value, what: &str| -> Result<Vec<Value>, String> {
+            .ok_or_else(|| format!("{:?}: {what} must be a string, got {v}", self.call.func))
+    }
+
+    fn array(&self, v: &Value, what: &str) -> Result<Vec<Value>, String> {
         v.as_array()
             .cloned()
-            .ok_or_else(|| format!("{:?}: {what} must be an array, got {v}", call.func))
-    };
-    match call.func {
-        Func::Format => {
-            let template = string(&args[0], "the template")?;
-            let mut out = String::new();
-            let b = template.as_bytes();
-            let mut next = 1;
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'\\' && i + 1 < b.len() {
-                    let ch = template[i + 1..].chars().next().unwrap_or(' ');
-                    out.push(ch);
-                    i += 1 + ch.len_utf8();
-                    continue;
-                }
-                if b[i] == b'{' && b.get(i + 1) == Some(&b'}') {
-                    let Some(v) = args.get(next) else {
-                        return fail(call, "more '{}' than arguments");
-                    };
-                    match v {
-                        Value::String(s) => out.push_str(s),
-                        other => render_java(other, &mut out),
-                    }
-                    next += 1;
-                    i += 2;
-                    continue;
-                }
-                let ch = template[i..].chars().next().unwrap_or(' ');
-                out.push(ch);
-                i += ch.len_utf8();
-            }
-            if next != args.len() {
-                return fail(call, "more arguments than '{}'");
-            }
-            Ok(Value::String(out))
+            .ok_or_else(|| format!("{:?}: {what} must be an array, got {v}", self.call.func))
+    }
+}
+
+/// States.Format: `{}` replaced by the arguments in order (strings as they are, other
+/// values as Java writes them), a backslash escaping the next character.
+fn format(call: &Call, t: &Typed<'_>, args: Vec<Value>) -> Result<Value, String> {
+    let template = t.string(&args[0], "the template")?;
+    let mut out = String::new();
+    let b = template.as_bytes();
+    let mut next = 1;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let ch = template[i + 1..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += 1 + ch.len_utf8();
+            continue;
         }
+        if b[i] == b'{' && b.get(i + 1) == Some(&b'}') {
+            let Some(v) = args.get(next) else {
+                return fail(call, "more '{}' than arguments");
+            };
+            match v {
+                Value::String(s) => out.push_str(s),
+                other => render_java(other, &mut out),
+            }
+            next += 1;
+            i += 2;
+            continue;
+        }
+        let ch = template[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    if next != args.len() {
+        return fail(call, "more arguments than '{}'");
+    }
+    Ok(Value::String(out))
+}
+
+/// States.StringToJson, States.JsonToString, States.JsonMerge.
+fn json_fn(call: &Call, t: &Typed<'_>, args: Vec<Value>) -> Result<Value, String> {
+    match call.func {
         Func::StringToJson => {
-            let s = string(&args[0], "the argument")?;
+            let s = t.string(&args[0], "the argument")?;
             // AWS gives null for an empty or blank string.
             if s.trim().is_empty() {
                 return Ok(Value::Null);
@@ -421,10 +454,34 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             serde_json::from_str(&s).or_else(|e| fail(call, format!("not JSON: {e}")))
         }
         Func::JsonToString => Ok(Value::String(args[0].to_string())),
+        Func::JsonMerge => {
+            let (Value::Object(a), Value::Object(b)) = (&args[0], &args[1]) else {
+                return fail(call, "the first two arguments must be objects");
+            };
+            if args[2] != Value::Bool(false) {
+                return fail(
+                    call,
+                    "only shallow merges are supported: the third argument must be false",
+                );
+            }
+            let mut out = a.clone();
+            for (k, v) in b {
+                out.insert(k.clone(), v.clone());
+            }
+            Ok(Value::Object(out))
+        }
+        // `eval` sends each function to its group.
+        _ => fail(call, "not a function of this group"),
+    }
+}
+
+/// States.Array and the States.Array* functions.
+fn array_fn(call: &Call, t: &Typed<'_>, args: Vec<Value>) -> Result<Value, String> {
+    match call.func {
         Func::Array => Ok(Value::Array(args)),
         Func::ArrayPartition => {
-            let a = array(&args[0], "the first argument")?;
-            let size = int(&args[1], "the chunk size")?;
+            let a = t.array(&args[0], "the first argument")?;
+            let size = t.int(&args[1], "the chunk size")?;
             if size <= 0 {
                 return fail(call, "the chunk size must be positive");
             }
@@ -436,14 +493,14 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             ))
         }
         Func::ArrayContains => {
-            let a = array(&args[0], "the first argument")?;
+            let a = t.array(&args[0], "the first argument")?;
             Ok(Value::Bool(a.contains(&args[1])))
         }
         Func::ArrayRange => {
             let (start, end, step) = (
-                int(&args[0], "start")?,
-                int(&args[1], "end")?,
-                int(&args[2], "step")?,
+                t.int(&args[0], "start")?,
+                t.int(&args[1], "end")?,
+                t.int(&args[2], "step")?,
             );
             if step == 0 {
                 return fail(call, "step must not be 0");
@@ -464,8 +521,8 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             ))
         }
         Func::ArrayGetItem => {
-            let a = array(&args[0], "the first argument")?;
-            let i = int(&args[1], "the index")?;
+            let a = t.array(&args[0], "the first argument")?;
+            let i = t.int(&args[1], "the index")?;
             usize::try_from(i)
                 .ok()
                 .and_then(|i| a.get(i).cloned())
@@ -477,9 +534,9 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
                     )
                 })
         }
-        Func::ArrayLength => Ok(json!(array(&args[0], "the argument")?.len())),
+        Func::ArrayLength => Ok(json!(t.array(&args[0], "the argument")?.len())),
         Func::ArrayUnique => {
-            let a = array(&args[0], "the argument")?;
+            let a = t.array(&args[0], "the argument")?;
             let mut out: Vec<Value> = Vec::with_capacity(a.len());
             for v in a {
                 if !out.contains(&v) {
@@ -488,8 +545,16 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             }
             Ok(Value::Array(out))
         }
+        // `eval` sends each function to its group.
+        _ => fail(call, "not a function of this group"),
+    }
+}
+
+/// States.Base64Encode, States.Base64Decode, States.Hash.
+fn encoding_fn(call: &Call, t: &Typed<'_>, args: Vec<Value>) -> Result<Value, String> {
+    match call.func {
         Func::Base64Encode => {
-            let s = string(&args[0], "the argument")?;
+            let s = t.string(&args[0], "the argument")?;
             if s.chars().count() > MAX_STRING {
                 return fail(call, format!("input over {MAX_STRING} characters"));
             }
@@ -498,7 +563,7 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             ))
         }
         Func::Base64Decode => {
-            let s = string(&args[0], "the argument")?;
+            let s = t.string(&args[0], "the argument")?;
             if s.len() > MAX_STRING {
                 return fail(call, format!("input over {MAX_STRING} characters"));
             }
@@ -517,7 +582,7 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             if data.chars().count() > MAX_STRING {
                 return fail(call, format!("input over {MAX_STRING} characters"));
             }
-            let alg = string(&args[1], "the algorithm")?;
+            let alg = t.string(&args[1], "the algorithm")?;
             let hex = match alg.as_str() {
                 "MD5" => hex::encode(md5::Md5::digest(data.as_bytes())),
                 "SHA-1" => hex::encode(sha1::Sha1::digest(data.as_bytes())),
@@ -535,31 +600,23 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             };
             Ok(Value::String(hex))
         }
-        Func::JsonMerge => {
-            let (Value::Object(a), Value::Object(b)) = (&args[0], &args[1]) else {
-                return fail(call, "the first two arguments must be objects");
-            };
-            if args[2] != Value::Bool(false) {
-                return fail(
-                    call,
-                    "only shallow merges are supported: the third argument must be false",
-                );
-            }
-            let mut out = a.clone();
-            for (k, v) in b {
-                out.insert(k.clone(), v.clone());
-            }
-            Ok(Value::Object(out))
-        }
+        // `eval` sends each function to its group.
+        _ => fail(call, "not a function of this group"),
+    }
+}
+
+/// States.MathRandom, States.MathAdd.
+fn math_fn(call: &Call, t: &Typed<'_>, args: Vec<Value>) -> Result<Value, String> {
+    match call.func {
         Func::MathRandom => {
-            let (start, end) = (int(&args[0], "start")?, int(&args[1], "end")?);
+            let (start, end) = (t.int(&args[0], "start")?, t.int(&args[1], "end")?);
             if start >= end {
                 return fail(call, "start must be less than end");
             }
             use rand::{Rng, SeedableRng};
             let n = match args.get(2) {
                 Some(seed) => {
-                    let seed = int(seed, "the seed")?;
+                    let seed = t.int(seed, "the seed")?;
                     rand::rngs::StdRng::seed_from_u64(seed as u64).random_range(start..end)
                 }
                 None => rand::rng().random_range(start..end),
@@ -586,9 +643,17 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
                 .map(|n| json!(n))
                 .ok_or_else(|| format!("{:?}: overflow", call.func))
         }
+        // `eval` sends each function to its group.
+        _ => fail(call, "not a function of this group"),
+    }
+}
+
+/// States.StringSplit, States.UUID.
+fn string_fn(call: &Call, t: &Typed<'_>, args: Vec<Value>) -> Result<Value, String> {
+    match call.func {
         Func::StringSplit => {
-            let s = string(&args[0], "the string")?;
-            let d = string(&args[1], "the delimiter")?;
+            let s = t.string(&args[0], "the string")?;
+            let d = t.string(&args[1], "the delimiter")?;
             if d.is_empty() {
                 return fail(call, "the delimiter must not be empty");
             }
@@ -600,6 +665,8 @@ pub fn eval(call: &Call, data: &Value, ctx: &Value, vars: &Vars<'_>) -> Result<V
             ))
         }
         Func::Uuid => Ok(Value::String(uuid::Uuid::new_v4().to_string())),
+        // `eval` sends each function to its group.
+        _ => fail(call, "not a function of this group"),
     }
 }
 

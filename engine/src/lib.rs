@@ -39,6 +39,41 @@
 //! substitutions as SAM's DefinitionSubstitutions. Tasks go to a [`TaskInvoker`]: direct
 //! resources, and `arn:aws:states:::lambda:invoke` with AWS's result shape.
 //!
+//! **Callbacks** (`.waitForTaskToken` on a service integration, e.g.
+//! `arn:aws:states:::lambda:invoke.waitForTaskToken`; a bare function ARN with the suffix is
+//! refused, as on AWS): the resource is called with a task token (`$$.Task.Token`,
+//! `$states.context.Task.Token`, [`TaskContext::task_token`]; 256 random bits in URL-safe
+//! base64) and its result is ignored; the task ends with [`Engine::send_task_success`]
+//! (its output the result) or [`Engine::send_task_failure`] (an error Retry and Catch match
+//! by name). [`Engine::send_task_heartbeat`] resets `HeartbeatSeconds`, which is enforced
+//! (`States.HeartbeatTimeout`, a TaskTimedOut event); `TimeoutSeconds` counts from the
+//! task's first start. Each Retry attempt has a new token. Answers are refused as AWS
+//! names it: [`EngineError::InvalidToken`] (not a token this engine issues),
+//! [`EngineError::TaskDoesNotExist`] (unknown, already answered, or its execution ended),
+//! [`EngineError::TaskTimedOut`] (its task timed out; remembered for the last 10,000
+//! tokens, and not across a restart). A top-level waiting task checkpoints its token and
+//! whether its resource was called: after a restart the same token answers it and the
+//! resource is not called again. Inside Map and Parallel (which are not checkpointed) a
+//! restart runs the state again, with new tokens.
+//!
+//! **HTTP Task** (`arn:aws:states:::http:invoke`, request-response only): Parameters or
+//! Arguments with `ApiEndpoint`, `Method` (GET, POST, PUT, DELETE, PATCH, OPTIONS, HEAD),
+//! `Authentication.ConnectionArn` or `InvocationConfig.ConnectionArn` (required, as on AWS;
+//! nothing else in them), `Headers` (AWS's forbidden ones refused; `User-Agent`, `Range`
+//! and `Content-Length` set by the task), `QueryParameters`, `RequestBody` (JSON, or
+//! `Transform.RequestBodyEncoding: URL_ENCODED` with `RequestEncodingOptions.ArrayFormat`
+//! INDICES, REPEAT, COMMAS or BRACKETS). Literal arguments are checked when the definition is
+//! read, the rest when it runs (`States.Runtime`). The result is
+//! `{Headers: {name: [values]}, ResponseBody, StatusCode, StatusText}`, `ResponseBody`
+//! parsed when the response is JSON; a status outside 2xx fails with
+//! `States.Http.StatusCode.NNN` and that same object as JSON text for cause (the exact cause
+//! text AWS writes was not verified); image, audio, video and octet-stream responses are
+//! `States.Runtime`, bodies over 256 KiB `States.DataLimitExceeded`; one request takes at
+//! most 60 s. The engine has no HTTP client: the request goes to the host's
+//! [`HttpInvoker`] ([`Engine::with_http`]), which decides what may be reached and what a
+//! connection's credentials are (longhaul's: `longhaul_local::http_task`); an engine made
+//! with [`Engine::new`] fails HTTP Tasks with `States.Runtime`.
+//!
 //! `longhaul sfn conformance FILE` measures the engine against outcomes recorded on AWS
 //! (512 of 512 of the shared corpus pass).
 //!
@@ -54,24 +89,30 @@
 //! `preserve_order` (objects keep their keys' order, as AWS does; `States.JsonToString`
 //! now writes keys in input order).
 //!
-//! Not supported: distributed Map (ItemReader/ResultWriter), `.waitForTaskToken` callbacks
-//! and heartbeats from tasks (`HeartbeatSeconds` is validated but not enforced), the HTTP
-//! Task, service integrations other than Lambda invoke.
+//! Not supported: distributed Map (ItemReader/ResultWriter); service integrations other than
+//! Lambda invoke and the HTTP Task run as they are named, through the [`TaskInvoker`] (no
+//! AWS SDK calls); `.sync` is not waited for (the call's result is the task's); heartbeats
+//! of tasks that are not callbacks (a step called in process sends none: `HeartbeatSeconds`
+//! is only validated there); EventBridge connections are not resolved (the host's
+//! [`HttpInvoker`] supplies credentials, if any).
 //!
 //! **Durability.** Before each top-level state that acts on the world (Task, Map, Parallel)
 //! the execution is checkpointed through an [`ExecutionStore`] (in memory, or SQLite) if it
 //! moved since the last checkpoint: the next state and its input; a Wait that sleeps records
 //! its wake-up time. Pass and Choice states are not checkpointed (a restart runs them again
-//! from the last cursor with the same input). After a crash, [`Engine::resume_all`] continues RUNNING executions from
-//! their last checkpoint: a long Wait does not start over. A state that was running when the
+//! from the last cursor with the same input). After a crash, [`Engine::resume_all`]
+//! continues RUNNING executions from their last checkpoint: a long Wait does not start
+//! over, a callback Task keeps its token. A state that was running when the
 //! process died runs again, so **tasks are at least once** — as on AWS, make them
 //! idempotent. Map iterations and Parallel branches are part of their state: after a crash
 //! the whole Map or Parallel state runs again.
 
+mod callback;
 mod choice;
 pub mod cli;
 mod exec;
 mod history;
+mod http;
 mod intrinsics;
 mod jsonata;
 mod model;
@@ -91,19 +132,26 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use http::{
+    HTTP_INVOKE, HttpInvoker, HttpRequest, HttpResponse, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT,
+};
 pub use model::{StateMachine, ValidationError, ValidationErrors};
 pub use store::{
-    Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
+    CallbackCursor, Cursor, ExecutionRecord, ExecutionStore, MemoryExecutionStore,
+    SqliteExecutionStore,
 };
 
-use exec::{Events, Failure, Run};
+use callback::{Callbacks, Signal};
+use exec::{Events, Failure, Resume, Run};
 use history::Field;
 
 /// Calls Task resources: resource string in, JSON out, or an error with name and cause.
 #[async_trait]
 pub trait TaskInvoker: Send + Sync + 'static {
     /// `resource` is the Task's Resource (for `lambda:invoke`, the FunctionName; the engine
-    /// wraps the result in AWS's shape).
+    /// wraps the result in AWS's shape), without a `.waitForTaskToken` suffix. For a
+    /// callback Task the result is ignored: the task waits for `ctx.task_token`'s answer
+    /// ([`Engine::send_task_success`]); an error still fails it.
     async fn invoke(
         &self,
         resource: &str,
@@ -119,6 +167,9 @@ pub struct TaskContext {
     pub execution_name: String,
     pub state_name: String,
     pub retry_count: u32,
+    /// The task token of a `.waitForTaskToken` Task (also `$$.Task.Token`), for the
+    /// outside system that will answer.
+    pub task_token: Option<String>,
 }
 
 /// A task's failure: the error name Retry/Catch match on, and a cause.
@@ -258,6 +309,23 @@ pub enum EngineError {
     InvalidDefinition(#[from] ValidationErrors),
     #[error("execution store: {0}")]
     Store(String),
+    /// A callback answer's token is not one this engine issues (AWS: InvalidToken).
+    #[error("invalid task token: {0}")]
+    InvalidToken(String),
+    /// No task waits for this token: it was never issued here, was answered already, or
+    /// its execution ended (AWS: TaskDoesNotExist).
+    #[error("no task waits for this task token (unknown, or already answered)")]
+    TaskDoesNotExist,
+    /// The task of this token timed out (TimeoutSeconds or HeartbeatSeconds) before the
+    /// answer (AWS: TaskTimedOut).
+    #[error("the task of this task token timed out")]
+    TaskTimedOut,
+    /// A success's output is not what a task may return (AWS: InvalidOutput).
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+    /// A failure's error or cause is too long (AWS: ValidationException).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 const ARN_PREFIX: &str = "arn:aws:states:local:000000000000";
@@ -279,6 +347,8 @@ struct Running {
 struct Inner {
     store: Arc<dyn ExecutionStore>,
     invoker: Arc<dyn TaskInvoker>,
+    http: Option<Arc<dyn HttpInvoker>>,
+    callbacks: Arc<Callbacks>,
     machines: RwLock<HashMap<String, StateMachine>>,
     running: Mutex<HashMap<String, Running>>,
     ends: broadcast::Sender<ExecutionDescription>,
@@ -292,12 +362,33 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine whose HTTP Tasks fail (it has no HTTP client): see [`Engine::with_http`].
     pub fn new(store: Arc<dyn ExecutionStore>, invoker: Arc<dyn TaskInvoker>) -> Engine {
+        Engine::build(store, invoker, None)
+    }
+
+    /// An engine whose HTTP Tasks (`arn:aws:states:::http:invoke`) send their requests
+    /// through `http`.
+    pub fn with_http(
+        store: Arc<dyn ExecutionStore>,
+        invoker: Arc<dyn TaskInvoker>,
+        http: Arc<dyn HttpInvoker>,
+    ) -> Engine {
+        Engine::build(store, invoker, Some(http))
+    }
+
+    fn build(
+        store: Arc<dyn ExecutionStore>,
+        invoker: Arc<dyn TaskInvoker>,
+        http: Option<Arc<dyn HttpInvoker>>,
+    ) -> Engine {
         let (ends, _) = broadcast::channel(4096);
         Engine {
             inner: Arc::new(Inner {
                 store,
                 invoker,
+                http,
+                callbacks: Arc::new(Callbacks::default()),
                 machines: RwLock::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 ends,
@@ -352,25 +443,6 @@ impl Engine {
             .to_string();
         let arn = format!("{ARN_PREFIX}:execution:{sm_name}:{name}");
         let start = Utc::now();
-        let rec = ExecutionRecord {
-            execution_arn: arn.clone(),
-            state_machine_arn: state_machine_arn.to_string(),
-            name: name.clone(),
-            definition: machine.definition_text().to_string(),
-            status: ExecutionStatus::Running,
-            input: input.clone(),
-            output: None,
-            error: None,
-            cause: None,
-            start_date: start,
-            stop_date: None,
-            cursor: Some(Cursor {
-                state: machine.inner.root.start_at.clone(),
-                input: input.clone(),
-                wait_until: None,
-                variables: None,
-            }),
-        };
         let started = HistoryEvent {
             id: 1,
             previous_event_id: 0,
@@ -385,11 +457,32 @@ impl Engine {
                 ),
             ]),
         };
+        let rec = ExecutionRecord {
+            execution_arn: arn.clone(),
+            state_machine_arn: state_machine_arn.to_string(),
+            name: name.clone(),
+            definition: machine.definition_text().to_string(),
+            status: ExecutionStatus::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            cause: None,
+            start_date: start,
+            stop_date: None,
+            cursor: Some(Cursor {
+                state: machine.inner.root.start_at.clone(),
+                input,
+                wait_until: None,
+                variables: None,
+                callback: None,
+            }),
+        };
         if !self.inner.store.insert(&rec, &[started]).await? {
             return Err(EngineError::ExecutionAlreadyExists { execution_arn: arn });
         }
-        self.spawn(rec.clone(), machine, 2);
-        Ok(ExecutionDescription::from(&rec))
+        let description = ExecutionDescription::from(&rec);
+        self.spawn(rec, machine, 2);
+        Ok(description)
     }
 
     fn spawn(&self, rec: ExecutionRecord, machine: StateMachine, next_event_id: u64) {
@@ -407,6 +500,8 @@ impl Engine {
             input: rec.input.clone(),
             start: rec.start_date,
             invoker: self.inner.invoker.clone(),
+            http: self.inner.http.clone(),
+            callbacks: self.inner.callbacks.clone(),
             store: self.inner.store.clone(),
             events: Mutex::new(Events {
                 pending: Vec::new(),
@@ -424,6 +519,9 @@ impl Engine {
         let Ok(mut running) = self.inner.running.lock() else {
             return;
         };
+        // Boxed: a record held inline would be copied into the task's future twice (this
+        // block's capture and drive's argument), and ten thousand executions are many tasks.
+        let rec = Box::new(rec);
         let task = tokio::spawn(async move {
             drive(inner.clone(), r.clone(), rec).await;
             if let Ok(mut m) = inner.running.lock() {
@@ -581,6 +679,10 @@ impl Engine {
                     continue;
                 }
             };
+            // A waiting callback's token is answerable from now, before its task runs again.
+            if let Some(cb) = rec.cursor.as_ref().and_then(|c| c.callback.as_ref()) {
+                self.inner.callbacks.reserve(&cb.token);
+            }
             let next_id = self.inner.store.history(&rec.execution_arn)?.len() as u64 + 1;
             tracing::info!(execution = %rec.execution_arn, state = ?rec.cursor.as_ref().map(|c| &c.state), "resuming execution");
             self.spawn(rec, machine, next_id);
@@ -605,28 +707,88 @@ impl Engine {
     pub fn running_count(&self) -> usize {
         self.inner.running.lock().map(|m| m.len()).unwrap_or(0)
     }
+
+    /// SendTaskSuccess: the `.waitForTaskToken` Task waiting for `token` succeeds with
+    /// `output` (at most 256 KiB as JSON). The token is spent: a second answer is
+    /// [`EngineError::TaskDoesNotExist`]; a task that timed out is
+    /// [`EngineError::TaskTimedOut`]; a token of another form is
+    /// [`EngineError::InvalidToken`].
+    pub async fn send_task_success(&self, token: &str, output: Value) -> Result<(), EngineError> {
+        if !history::within_bytes(&output, history::MAX_PAYLOAD_BYTES) {
+            return Err(EngineError::InvalidOutput(format!(
+                "the output is over {} bytes",
+                history::MAX_PAYLOAD_BYTES
+            )));
+        }
+        self.inner.callbacks.deliver(token, Signal::Success(output))
+    }
+
+    /// SendTaskFailure: the task waiting for `token` fails with `error` (at most 256
+    /// characters; the name its Retry and Catch match) and `cause` (at most 32,768).
+    pub async fn send_task_failure(
+        &self,
+        token: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let (error, cause) = (error.unwrap_or(""), cause.unwrap_or(""));
+        if error.chars().count() > 256 {
+            return Err(EngineError::InvalidArgument(
+                "error is over 256 characters".into(),
+            ));
+        }
+        if cause.chars().count() > 32_768 {
+            return Err(EngineError::InvalidArgument(
+                "cause is over 32768 characters".into(),
+            ));
+        }
+        self.inner.callbacks.deliver(
+            token,
+            Signal::Failure {
+                error: error.to_string(),
+                cause: cause.to_string(),
+            },
+        )
+    }
+
+    /// SendTaskHeartbeat: the task waiting for `token` is alive; its HeartbeatSeconds
+    /// start again.
+    pub async fn send_task_heartbeat(&self, token: &str) -> Result<(), EngineError> {
+        self.inner.callbacks.deliver(token, Signal::Heartbeat)
+    }
+}
+
+/// How an execution's drive ended.
+enum End {
+    Done(Result<Value, Failure>),
+    TimedOut,
+    Aborted,
+    Shutdown,
 }
 
 /// Drives one execution to its end (or until shutdown), then records how it ended.
-async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
-    let cursor = rec.cursor.clone().unwrap_or(Cursor {
+async fn drive(inner: Arc<Inner>, run: Arc<Run>, mut rec: Box<ExecutionRecord>) {
+    // Taken, not copied: the record's cursor is cleared when the execution ends anyway.
+    let cursor = rec.cursor.take().unwrap_or_else(|| Cursor {
         state: run.machine.inner.root.start_at.clone(),
         input: rec.input.clone(),
         wait_until: None,
         variables: None,
+        callback: None,
     });
     let deadline = run
         .machine
         .inner
         .timeout_seconds
         .map(|s| rec.start_date + chrono::Duration::seconds(s as i64));
+    let resume = Resume::from_cursor(&cursor);
     let body = run.run_branch(
         &run.machine.inner.root,
         cursor.state,
         cursor.input,
         true,
         None,
-        cursor.wait_until,
+        resume,
         vars::Vars::new(cursor.variables.unwrap_or_default(), None),
     );
     let timeout = async {
@@ -635,37 +797,51 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             None => std::future::pending::<()>().await,
         }
     };
-    enum End {
-        Done(Result<Value, Failure>),
-        TimedOut,
-        Aborted,
-        Shutdown,
-    }
     let end = tokio::select! {
         r = body => End::Done(r),
         _ = timeout => End::TimedOut,
         _ = run.cancel.cancelled() => End::Aborted,
         _ = inner.shutdown.cancelled() => End::Shutdown,
     };
+    if let End::Shutdown = end {
+        // Leave it RUNNING: the last checkpoint is where it resumes. Keep the history.
+        let events = run.take_events();
+        if !events.is_empty()
+            && let Some(c) = inner
+                .store
+                .get(&run.arn)
+                .ok()
+                .flatten()
+                .and_then(|r| r.cursor)
+        {
+            let _ = inner.store.checkpoint(&run.arn, &c, &events).await;
+        }
+        return;
+    }
     let mut done = rec;
     done.stop_date = Some(Utc::now());
-    done.cursor = None;
-    let (event, details) = match end {
-        End::Shutdown => {
-            // Leave it RUNNING: the last checkpoint is where it resumes. Keep the history.
-            let events = run.take_events();
-            if !events.is_empty()
-                && let Some(c) = inner
-                    .store
-                    .get(&run.arn)
-                    .ok()
-                    .flatten()
-                    .and_then(|r| r.cursor)
-            {
-                let _ = inner.store.checkpoint(&run.arn, &c, &events).await;
-            }
-            return;
-        }
+    let (event, details) = ended(&run, end, &mut done);
+    run.event(event, None, details);
+    let events = run.take_events();
+    if let Err(e) = inner.store.finish(&done, &events).await {
+        tracing::error!(execution = %run.arn, error = %e, "could not record the end of an execution");
+    }
+    let _ = inner.ends.send(ExecutionDescription::from(&*done));
+}
+
+/// Writes how an execution ended into its record; its last event's type and details.
+fn ended(
+    run: &Run,
+    end: End,
+    done: &mut ExecutionRecord,
+) -> (&'static str, Box<serde_json::value::RawValue>) {
+    let error_details = |done: &ExecutionRecord| {
+        history::details(&[
+            ("error", Field::OptStr(done.error.as_deref())),
+            ("cause", Field::OptStr(done.cause.as_deref())),
+        ])
+    };
+    match end {
         End::Done(Ok(output)) => {
             done.status = ExecutionStatus::Succeeded;
             let details = history::details(&[("output", Field::Json(&output))]);
@@ -689,15 +865,9 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.status = ExecutionStatus::TimedOut;
             done.error = Some("States.Timeout".into());
             done.cause = Some("the execution ran past its TimeoutSeconds".into());
-            (
-                "ExecutionTimedOut",
-                history::details(&[
-                    ("error", Field::OptStr(done.error.as_deref())),
-                    ("cause", Field::OptStr(done.cause.as_deref())),
-                ]),
-            )
+            ("ExecutionTimedOut", error_details(done))
         }
-        End::Aborted => {
+        End::Aborted | End::Shutdown => {
             let (e, c) = run
                 .stop_reason
                 .lock()
@@ -707,19 +877,7 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, rec: ExecutionRecord) {
             done.status = ExecutionStatus::Aborted;
             done.error = e;
             done.cause = c;
-            (
-                "ExecutionAborted",
-                history::details(&[
-                    ("error", Field::OptStr(done.error.as_deref())),
-                    ("cause", Field::OptStr(done.cause.as_deref())),
-                ]),
-            )
+            ("ExecutionAborted", error_details(done))
         }
-    };
-    run.event(event, None, details);
-    let events = run.take_events();
-    if let Err(e) = inner.store.finish(&done, &events).await {
-        tracing::error!(execution = %run.arn, error = %e, "could not record the end of an execution");
     }
-    let _ = inner.ends.send(ExecutionDescription::from(&done));
 }

@@ -27,6 +27,22 @@ pub struct Cursor {
     /// The top-level scope's variables (`Assign`), when there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variables: Option<serde_json::Map<String, Value>>,
+    /// Set while a top-level `.waitForTaskToken` Task waits: its token, valid again after a
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackCursor>,
+}
+
+/// A callback Task's wait, as checkpointed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackCursor {
+    /// The task token the resource was (or is being) called with.
+    pub token: String,
+    /// When the task first started: its TimeoutSeconds counts from then.
+    pub started: DateTime<Utc>,
+    /// The resource was called (and returned): a resumed task only waits.
+    pub invoked: bool,
 }
 
 /// An execution as stored.

@@ -157,6 +157,13 @@ async fn list_paging_and_filters(store: &dyn JobStore) {
         .unwrap();
     assert!(running.jobs.is_empty());
     assert_eq!(store.count_active(owner).await.unwrap(), 7);
+    // Every owner's, oldest first (ids sort by creation).
+    let active = store.active_jobs(10_000).await.unwrap();
+    let mine: Vec<&Job> = active.iter().filter(|j| j.owner == owner).collect();
+    assert_eq!(mine.len(), 7);
+    assert!(active.iter().all(|j| !j.status.is_terminal()));
+    assert!(active.windows(2).all(|w| w[0].job_id < w[1].job_id));
+    assert_eq!(store.active_jobs(1).await.unwrap().len(), 1);
 }
 
 async fn transitions(store: &dyn JobStore) {

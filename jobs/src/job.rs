@@ -38,7 +38,7 @@ impl JobStatus {
 
     /// The states a job may be in for a move to `self` to be legal. Stores use this as the
     /// condition of their conditional write (`WHERE status IN (...)`), which is what keeps
-    /// races (cancel vs finish, retried workers, replayed events) from moving a job backwards.
+    /// races (cancel vs finish, retried steps, replayed events) from moving a job backwards.
     pub fn legal_predecessors(self) -> &'static [JobStatus] {
         match self {
             JobStatus::Queued => &[],
@@ -74,7 +74,7 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-/// Progress as the workers report it.
+/// Progress as the steps report it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
@@ -113,7 +113,7 @@ pub struct ExecutionRef {
 }
 
 /// A file ChatGPT attached to the request (`openaiFileIdRefs`). Its link lives 5 minutes, so
-/// the Register worker copies the file into the blob store at once.
+/// Register copies the file into the blob store at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiFileRef {
     pub name: String,

@@ -21,13 +21,13 @@ pub use job::{
     ExecutionRef, Job, JobError, JobFile, JobStatus, OpenAiFileRef, Progress, TransitionPatch,
 };
 pub use ports::{
-    BlobError, BlobMeta, BlobStore, CreateOutcome, JobPage, JobStore, JobWatch, ListQuery,
-    Orchestrator, OrchestratorError, SignedUrl, StoreError, TransitionOutcome,
+    BlobError, BlobMeta, BlobStore, CallbackError, CreateOutcome, JobPage, JobStore, JobWatch,
+    ListQuery, Orchestrator, OrchestratorError, SignedUrl, StoreError, TransitionOutcome,
     attachment_disposition,
 };
 pub use service::{
-    CreateUploadRequest, GetParams, HistoryParams, JobList, JobService, ListParams, ServiceConfig,
-    ServiceError, StartJobRequest, UploadTicket,
+    CreateUploadRequest, FailTaskRequest, GetParams, HistoryParams, JobList, JobService,
+    ListParams, ServiceConfig, ServiceError, StartJobRequest, UploadTicket,
 };
 pub use types::{InputCheck, JobType, JobTypeDef, JobTypeInfo, JobTypes, Runtime, StepDef};
 pub use view::{ExecutionEvent, ExecutionHistory, FileView, JobSummary, JobView};

@@ -1,5 +1,5 @@
 //! In-memory adapters of the ports, faithful to their contracts: for tests of the service,
-//! the workers and the API, and for anyone embedding longhaul without a disk.
+//! the steps and the API, and for anyone embedding longhaul without a disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -39,6 +39,28 @@ impl MemoryJobStore {
         self.inner
             .lock()
             .map_err(|_| StoreError::Other("memory store lock poisoned".into()))
+    }
+
+    /// Changes a job that is not terminal yet and wakes its watchers; `Ok(false)` if it is
+    /// terminal or unknown.
+    fn update_active(
+        &self,
+        job_id: &str,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut Job),
+    ) -> Result<bool, StoreError> {
+        {
+            let mut g = self.lock()?;
+            match g.jobs.get_mut(job_id) {
+                Some(job) if !job.status.is_terminal() => {
+                    change(job);
+                    job.updated_at = now;
+                }
+                _ => return Ok(false),
+            }
+        }
+        self.watchers.notify(job_id);
+        Ok(true)
     }
 }
 
@@ -112,6 +134,19 @@ impl JobStore for MemoryJobStore {
             .count())
     }
 
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .lock()?
+            .jobs
+            .values()
+            .filter(|j| !j.status.is_terminal())
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     async fn transition(
         &self,
         job_id: &str,
@@ -140,18 +175,7 @@ impl JobStore for MemoryJobStore {
         progress: &Progress,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        {
-            let mut g = self.lock()?;
-            match g.jobs.get_mut(job_id) {
-                Some(job) if !job.status.is_terminal() => {
-                    job.progress = progress.clone();
-                    job.updated_at = now;
-                }
-                _ => return Ok(false),
-            }
-        }
-        self.watchers.notify(job_id);
-        Ok(true)
+        self.update_active(job_id, now, |job| job.progress = progress.clone())
     }
 
     async fn set_execution(
@@ -160,18 +184,7 @@ impl JobStore for MemoryJobStore {
         execution: &ExecutionRef,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        {
-            let mut g = self.lock()?;
-            match g.jobs.get_mut(job_id) {
-                Some(job) if !job.status.is_terminal() => {
-                    job.execution = execution.clone();
-                    job.updated_at = now;
-                }
-                _ => return Ok(false),
-            }
-        }
-        self.watchers.notify(job_id);
-        Ok(true)
+        self.update_active(job_id, now, |job| job.execution = execution.clone())
     }
 
     fn watch(&self, job_id: &str) -> JobWatch {

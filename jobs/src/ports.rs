@@ -100,6 +100,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// QUEUED or RUNNING jobs of this owner (for quotas).
     async fn count_active(&self, owner: &str) -> Result<usize, StoreError>;
 
+    /// Every QUEUED or RUNNING job, of every owner (to time out those past their type's
+    /// limit), at most `limit`, oldest first.
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
     /// Conditional status change to `to`, writing `patch` with it; sets `finishedAt` when
     /// `to` is terminal, `updatedAt` always.
     async fn transition(
@@ -256,6 +260,26 @@ pub enum OrchestratorError {
     Other(String),
 }
 
+/// Why an answer to a task token was not taken (Step Functions' names).
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// The token is not one the orchestrator issues (InvalidToken).
+    #[error("invalid task token: {0}")]
+    InvalidToken(String),
+    /// No task waits for this token: unknown, already answered, or its execution ended
+    /// (TaskDoesNotExist).
+    #[error("no task waits for this task token: {0}")]
+    TaskDoesNotExist(String),
+    /// The task timed out before the answer (TaskTimedOut).
+    #[error("the task of this task token timed out: {0}")]
+    TaskTimedOut(String),
+    /// The answer itself is refused (InvalidOutput, a too-long error or cause).
+    #[error("invalid answer: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Orchestrator(#[from] OrchestratorError),
+}
+
 /// What runs the workflow: the embedded engine locally, Step Functions on AWS.
 #[async_trait]
 pub trait Orchestrator: Send + Sync + 'static {
@@ -280,6 +304,27 @@ pub trait Orchestrator: Send + Sync + 'static {
         after_id: u64,
         limit: usize,
     ) -> Result<Vec<crate::view::ExecutionEvent>, OrchestratorError>;
+
+    /// SendTaskSuccess: the Task waiting for `token` (`.waitForTaskToken`) succeeds with
+    /// `output`; the token is spent.
+    async fn send_task_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), CallbackError>;
+
+    /// SendTaskFailure: the Task waiting for `token` fails with `error` (the name its Retry
+    /// and Catch match; "" for none) and `cause`.
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), CallbackError>;
+
+    /// SendTaskHeartbeat: the Task waiting for `token` is alive (its HeartbeatSeconds start
+    /// again).
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError>;
 }
 
 /// Checks an object key: `/`-separated segments of `[A-Za-z0-9._-]`, no `.` or `..`

@@ -201,7 +201,9 @@ pub struct JobTypeDef {
     /// A Rust input check compiled into longhaul, by name (for rules a schema cannot say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_check: Option<String>,
-    /// The steps the workflow's Tasks name as `"Resource": "${StepName}"`.
+    /// The steps the workflow's Tasks name as `"Resource": "${StepName}"`. None at all is
+    /// fine: a workflow of HTTP Tasks (and Pass, Choice, Wait...) needs no code.
+    #[serde(default)]
     pub steps: BTreeMap<String, StepDef>,
 }
 
@@ -229,9 +231,6 @@ impl JobTypeDef {
             return Err(format!(
                 "timeoutSeconds: {t} must be from 1 to {MAX_TYPE_TIMEOUT_SECONDS}"
             ));
-        }
-        if self.steps.is_empty() {
-            return Err("steps: a job type needs at least one step".into());
         }
         for (name, step) in &self.steps {
             if !is_step_name(name) {
@@ -549,7 +548,6 @@ mod tests {
             (json!({"description": ""}), "description"),
             (json!({"description": "x".repeat(301)}), "description"),
             (json!({"timeoutSeconds": 0}), "timeoutSeconds"),
-            (json!({"steps": {}}), "steps"),
             (
                 json!({"steps": {"bad name": {"runtime": "rust", "handler": "x"}}}),
                 "steps.bad name",

@@ -10,16 +10,32 @@ use async_trait::async_trait;
 use chrono::Utc;
 use longhaul_jobs::memory::{MemoryBlobStore, MemoryJobStore};
 use longhaul_jobs::{
-    ExecutionRef, Job, JobService, JobStatus, JobStore, JobTypes, ListParams, Orchestrator,
-    OrchestratorError, ServiceConfig, ServiceError, StartJobRequest, TransitionPatch,
+    CallbackError, ExecutionRef, FailTaskRequest, Job, JobService, JobStatus, JobStore, JobTypes,
+    ListParams, Orchestrator, OrchestratorError, ServiceConfig, ServiceError, StartJobRequest,
+    TransitionPatch,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
-/// Records starts; the test drives status changes itself.
+/// Records starts and callback answers; the test drives status changes itself. The task
+/// token `waiting` has a task waiting, `late` one that timed out; others none.
 #[derive(Default)]
 struct RecordingOrchestrator {
     starts: AtomicUsize,
     stops: AtomicUsize,
+    answers: std::sync::Mutex<Vec<String>>,
+}
+
+impl RecordingOrchestrator {
+    fn answer(&self, token: &str, what: String) -> Result<(), CallbackError> {
+        match token {
+            "waiting" => {
+                self.answers.lock().unwrap().push(what);
+                Ok(())
+            }
+            "late" => Err(CallbackError::TaskTimedOut(token.into())),
+            _ => Err(CallbackError::TaskDoesNotExist(token.into())),
+        }
+    }
 }
 
 #[async_trait]
@@ -43,6 +59,20 @@ impl Orchestrator for RecordingOrchestrator {
         _: usize,
     ) -> Result<Vec<longhaul_jobs::ExecutionEvent>, OrchestratorError> {
         Ok(Vec::new())
+    }
+    async fn send_task_success(&self, token: &str, output: &Value) -> Result<(), CallbackError> {
+        self.answer(token, format!("success {output}"))
+    }
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), CallbackError> {
+        self.answer(token, format!("failure {error}: {cause}"))
+    }
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError> {
+        self.answer(token, "heartbeat".into())
     }
 }
 
@@ -224,4 +254,116 @@ fn builtin_types() -> JobTypes {
         })
         .collect();
     JobTypes::new(types).unwrap()
+}
+
+/// Callback answers are checked before they reach the orchestrator, and its refusals become
+/// the API's errors: unknown or spent tokens 404, timed-out tasks 409.
+#[tokio::test]
+async fn callback_answers_are_checked_and_mapped() {
+    let (svc, _, orch) = service(ServiceConfig::default());
+    svc.send_task_success("waiting", &json!({"ok": true}))
+        .await
+        .unwrap();
+    svc.send_task_heartbeat("waiting").await.unwrap();
+    let fail = FailTaskRequest {
+        error: Some("Rejected".into()),
+        cause: Some("no".into()),
+    };
+    svc.send_task_failure("waiting", &fail).await.unwrap();
+    assert_eq!(
+        *orch.answers.lock().unwrap(),
+        ["success {\"ok\":true}", "heartbeat", "failure Rejected: no"]
+    );
+    let code = |r: Result<(), ServiceError>| r.unwrap_err().code();
+    assert_eq!(code(svc.send_task_heartbeat("spent").await), "not_found");
+    assert_eq!(code(svc.send_task_heartbeat("late").await), "conflict");
+    assert_eq!(code(svc.send_task_heartbeat("").await), "bad_request");
+    assert_eq!(code(svc.send_task_heartbeat("a b").await), "bad_request");
+    assert_eq!(
+        code(svc.send_task_heartbeat(&"t".repeat(2049)).await),
+        "bad_request"
+    );
+    assert_eq!(
+        code(
+            svc.send_task_success("waiting", &json!("x".repeat(256 * 1024)))
+                .await
+        ),
+        "payload_too_large"
+    );
+    let long_error = FailTaskRequest {
+        error: Some("e".repeat(257)),
+        cause: None,
+    };
+    assert_eq!(
+        code(svc.send_task_failure("waiting", &long_error).await),
+        "bad_request"
+    );
+    let long_cause = FailTaskRequest {
+        error: None,
+        cause: Some("c".repeat(32_769)),
+    };
+    assert_eq!(
+        code(svc.send_task_failure("waiting", &long_cause).await),
+        "bad_request"
+    );
+    assert_eq!(
+        orch.answers.lock().unwrap().len(),
+        3,
+        "refused answers never reach it"
+    );
+}
+
+/// A job past its type's timeoutSeconds is ended (RUNNING → TIMED_OUT, QUEUED → FAILED) and
+/// its execution stopped; one within its limit, or already ended, is left alone.
+#[tokio::test]
+async fn jobs_past_their_types_time_limit_are_timed_out() {
+    let (svc, store, orch) = service(ServiceConfig::default());
+    // demo's limit is 93,600 s (jobtypes/demo/jobtype.json).
+    let (running, _) = svc.start("alice", demo(1, None)).await.unwrap();
+    store
+        .transition(
+            &running.job_id,
+            JobStatus::Running,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (queued, _) = svc.start("bob", demo(1, None)).await.unwrap();
+    let (done, _) = svc.start("alice", demo(1, None)).await.unwrap();
+    store
+        .transition(
+            &done.job_id,
+            JobStatus::Failed,
+            TransitionPatch::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        svc.time_out_overdue(Utc::now()).await.unwrap(),
+        0,
+        "within the limit"
+    );
+    let later = Utc::now() + chrono::Duration::seconds(93_601);
+    let stops_before = orch.stops.load(Ordering::SeqCst);
+    assert_eq!(svc.time_out_overdue(later).await.unwrap(), 2);
+    let r = store.get(&running.job_id).await.unwrap().unwrap();
+    assert_eq!(r.status, JobStatus::TimedOut);
+    assert_eq!(r.error.unwrap().code, "timed_out");
+    assert_eq!(
+        store.get(&queued.job_id).await.unwrap().unwrap().status,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        store.get(&done.job_id).await.unwrap().unwrap().status,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        orch.stops.load(Ordering::SeqCst) - stops_before,
+        2,
+        "both executions stopped"
+    );
+    assert_eq!(svc.time_out_overdue(later).await.unwrap(), 0, "once");
 }

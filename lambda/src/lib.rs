@@ -286,14 +286,36 @@ pub async fn run_progress() -> Result<(), Error> {
     .await
 }
 
+/// `main` of the `timeouts` function (every minute, from an EventBridge schedule): ends the
+/// jobs past their type's `timeoutSeconds` and stops their executions.
+pub async fn run_timeouts() -> Result<(), Error> {
+    let settings = AwsSettings::from_env(true).inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let config = service_config(|k| std::env::var(k).ok())
+        .inspect_err(|e| tracing::error!(%e, "settings"))?;
+    let clients = Clients::new(&settings).await;
+    let service = api_state(&settings, &clients, config)?.service;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+        let service = service.clone();
+        async move {
+            let ended = service
+                .time_out_overdue(chrono::Utc::now())
+                .await
+                .map_err(|e| StepFailure(StepError::store(e)))?;
+            Ok::<Value, StepFailure>(serde_json::json!({"timedOut": ended}))
+        }
+    }))
+    .await
+}
+
 /// The bootstrap's `main`: runs the function `LONGHAUL_FUNCTION` names.
 pub async fn run() -> Result<(), Error> {
     init_tracing();
     let function = std::env::var("LONGHAUL_FUNCTION").unwrap_or_default();
     match function.as_str() {
-        "" => Err("LONGHAUL_FUNCTION is not set (api, progress, or a step name)".into()),
+        "" => Err("LONGHAUL_FUNCTION is not set (api, progress, timeouts, or a step name)".into()),
         "api" => run_api().await,
         "progress" => run_progress().await,
+        "timeouts" => run_timeouts().await,
         step => run_step(step.to_string()).await,
     }
 }

@@ -1,5 +1,5 @@
 //! The Lambda entry points' wiring on a moto server: the `api` Router over DynamoDB, S3 and
-//! Step Functions driven by API Gateway REST proxy events, and the worker handlers running
+//! Step Functions driven by API Gateway REST proxy events, and the steps running
 //! whole jobs against DynamoDB and S3 (the workflow interpreted by the embedded engine in
 //! place of Step Functions, which moto cannot run with Rust Lambdas).
 
@@ -299,10 +299,10 @@ async fn the_api_function_runs_jobs_on_dynamodb_and_step_functions() {
     assert!(hist["events"].is_array());
 }
 
-/// The worker handlers run whole jobs against DynamoDB and S3: the same workflow, with the
+/// The steps run whole jobs against DynamoDB and S3: the same workflow, with the
 /// embedded engine standing in for Step Functions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_worker_functions_run_jobs_against_dynamodb_and_s3() {
+async fn the_step_functions_run_jobs_against_dynamodb_and_s3() {
     let env = env().await;
     let (a, ctx) = env.steps();
     let catalog = catalog();
@@ -315,6 +315,9 @@ async fn the_worker_functions_run_jobs_against_dynamodb_and_s3() {
     let orchestrator = longhaul_local::orchestrator::EngineOrchestrator::with_steps(
         Arc::new(longhaul_engine::MemoryExecutionStore::default()),
         steps,
+        Arc::new(longhaul_local::http_task::OutboundHttp::new(
+            Default::default(),
+        )),
         machine,
     )
     .await
@@ -452,7 +455,7 @@ fn workflow_template_and_bootstrap_agree() {
                 .as_str()
                 .unwrap_or_else(|| panic!("{name} has no LONGHAUL_FUNCTION"));
             assert!(
-                ["api", "progress"].contains(&f) || registry.get(f).is_some(),
+                ["api", "progress", "timeouts"].contains(&f) || registry.get(f).is_some(),
                 "{name}: LONGHAUL_FUNCTION {f} is not compiled in"
             );
             functions.insert(name, f.to_string());
@@ -496,7 +499,7 @@ fn workflow_template_and_bootstrap_agree() {
     }
 }
 
-/// On DynamoDB, as in memory: a retried worker and a replayed or late status-change event
+/// On DynamoDB, as in memory: a retried step and a replayed or late status-change event
 /// never move a job backwards or overwrite its terminal status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retried_steps_and_replayed_events_never_move_a_job_backwards() {

@@ -372,6 +372,26 @@ impl JobStore for SqliteJobStore {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    async fn active_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let conn = self.reader()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT record FROM jobs WHERE status IN ('QUEUED', 'RUNNING') ORDER BY job_id LIMIT ?1",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(map_err)?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let text = row.map_err(map_err)?;
+            jobs.push(serde_json::from_str(&text).map_err(|e| StoreError::Other(e.to_string()))?);
+        }
+        Ok(jobs)
+    }
+
     async fn transition(
         &self,
         job_id: &str,

@@ -16,8 +16,8 @@ use longhaul_engine::{
 };
 use longhaul_jobs::workflow::ExecutionStatus as JobExecutionStatus;
 use longhaul_jobs::{
-    ExecutionEvent, ExecutionRef, ExecutionStatusChange, Job, Orchestrator, OrchestratorError,
-    Progress, Runtime, WorkflowInput,
+    CallbackError, ExecutionEvent, ExecutionRef, ExecutionStatusChange, Job, Orchestrator,
+    OrchestratorError, Progress, Runtime, WorkflowInput,
 };
 use longhaul_steps::{StepContext, StepRegistry};
 
@@ -191,7 +191,7 @@ pub struct EngineOrchestrator {
 }
 
 impl EngineOrchestrator {
-    /// Registers the workflow in `engine` (whose invoker should be a [`WorkerInvoker`]).
+    /// Registers the workflow in `engine` (whose invoker should be a [`LocalSteps`]).
     pub async fn new(
         engine: Engine,
         machine: StateMachine,
@@ -213,13 +213,15 @@ impl EngineOrchestrator {
         &self.state_machine_arn
     }
 
-    /// Builds an engine over `store` with the steps bound, and the orchestrator on it.
+    /// Builds an engine over `store` with the steps bound and HTTP Tasks sent through
+    /// `http`, and the orchestrator on it.
     pub async fn with_steps(
         store: Arc<dyn ExecutionStore>,
         steps: Arc<LocalSteps>,
+        http: Arc<dyn longhaul_engine::HttpInvoker>,
         machine: StateMachine,
     ) -> Result<EngineOrchestrator, EngineError> {
-        let engine = Engine::new(store, steps);
+        let engine = Engine::with_http(store, steps, http);
         EngineOrchestrator::new(engine, machine).await
     }
 
@@ -266,6 +268,28 @@ async fn track(ctx: &StepContext, desc: &ExecutionDescription) {
     }
 }
 
+/// The engine's refusal of a callback answer, in the port's terms.
+fn callback_error(e: EngineError) -> CallbackError {
+    match e {
+        EngineError::InvalidToken(m) => CallbackError::InvalidToken(m),
+        EngineError::TaskDoesNotExist => CallbackError::TaskDoesNotExist(e.to_string()),
+        EngineError::TaskTimedOut => CallbackError::TaskTimedOut(e.to_string()),
+        EngineError::InvalidOutput(m) | EngineError::InvalidArgument(m) => {
+            CallbackError::Invalid(m)
+        }
+        other => CallbackError::Orchestrator(orchestrator_error(other)),
+    }
+}
+
+/// An engine error the port has no word of its own for.
+fn orchestrator_error(e: EngineError) -> OrchestratorError {
+    match e {
+        EngineError::Store(m) => OrchestratorError::Unavailable(m),
+        EngineError::ExecutionDoesNotExist(a) => OrchestratorError::NotFound(a),
+        other => OrchestratorError::Other(other.to_string()),
+    }
+}
+
 fn execution_ref(name: &str, arn: &str) -> ExecutionRef {
     ExecutionRef {
         name: name.to_string(),
@@ -289,8 +313,7 @@ impl Orchestrator for EngineOrchestrator {
             Err(EngineError::ExecutionAlreadyExists { execution_arn }) => {
                 Ok(execution_ref(&job.job_id, &execution_arn))
             }
-            Err(EngineError::Store(m)) => Err(OrchestratorError::Unavailable(m)),
-            Err(e) => Err(OrchestratorError::Other(e.to_string())),
+            Err(e) => Err(orchestrator_error(e)),
         }
     }
 
@@ -311,8 +334,7 @@ impl Orchestrator for EngineOrchestrator {
         {
             Ok(()) => Ok(()),
             Err(EngineError::ExecutionDoesNotExist(_)) => Ok(()),
-            Err(EngineError::Store(m)) => Err(OrchestratorError::Unavailable(m)),
-            Err(e) => Err(OrchestratorError::Other(e.to_string())),
+            Err(e) => Err(orchestrator_error(e)),
         }
     }
 
@@ -325,14 +347,11 @@ impl Orchestrator for EngineOrchestrator {
         let Some(arn) = &execution.arn else {
             return Ok(Vec::new());
         };
-        let events = match self.engine.get_execution_history(arn).await {
-            Ok(e) => e,
-            Err(EngineError::ExecutionDoesNotExist(a)) => {
-                return Err(OrchestratorError::NotFound(a));
-            }
-            Err(EngineError::Store(m)) => return Err(OrchestratorError::Unavailable(m)),
-            Err(e) => return Err(OrchestratorError::Other(e.to_string())),
-        };
+        let events = self
+            .engine
+            .get_execution_history(arn)
+            .await
+            .map_err(orchestrator_error)?;
         Ok(events
             .into_iter()
             .filter(|e| e.id > after_id)
@@ -345,5 +364,35 @@ impl Orchestrator for EngineOrchestrator {
                 state_name: e.state_name,
             })
             .collect())
+    }
+
+    async fn send_task_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), CallbackError> {
+        self.engine
+            .send_task_success(token, output.clone())
+            .await
+            .map_err(callback_error)
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), CallbackError> {
+        self.engine
+            .send_task_failure(token, Some(error), Some(cause))
+            .await
+            .map_err(callback_error)
+    }
+
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError> {
+        self.engine
+            .send_task_heartbeat(token)
+            .await
+            .map_err(callback_error)
     }
 }

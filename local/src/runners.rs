@@ -173,7 +173,9 @@ pub async fn run(
             ),
         )
     })?;
-    let pid = child.id();
+    // Whatever ends this run early — its timeout, or the execution stopped (cancelled, timed
+    // out) dropping this future — stops the step and what it started.
+    let group = GroupKill(child.id());
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -204,7 +206,7 @@ pub async fn run(
     let (status, out, tail) = match tokio::time::timeout(timeout, work).await {
         Ok(done) => done,
         Err(_) => {
-            kill_group(pid);
+            drop(group);
             return Err(StepFailure::new(
                 "States.Timeout",
                 format!(
@@ -214,6 +216,8 @@ pub async fn run(
             ));
         }
     };
+    // The step has exited; what it left running in its group is stopped too.
+    drop(group);
     let status = status.map_err(|e| StepFailure::new("States.TaskFailed", e.to_string()))?;
     outcome(step, def.runtime, status, &out, &tail)
 }
@@ -415,11 +419,17 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
-fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: signalling the process group this step's child leads.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+/// Kills the step's process group when dropped.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: signalling the process group this step's child leads (a group that is
+            // gone already makes kill fail with ESRCH, which is fine).
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
         }
     }
 }

@@ -344,25 +344,15 @@ pub(crate) fn path_field(
     }
 }
 
+/// A JSONPath payload template (`key.$` fields).
 pub(crate) fn template(
     m: &Map<String, Value>,
     field: &str,
     state: &str,
     cx: &mut Ctx,
 ) -> Option<Template> {
-    let v = m.get(field)?;
-    match Template::compile(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let f = if e.field.is_empty() {
-                field.to_string()
-            } else {
-                format!("{field}.{}", e.field)
-            };
-            cx.err(Some(state), &f, e.message);
-            None
-        }
-    }
+    let compiled = Template::compile(m.get(field)?).map_err(|e| (e.field, e.message));
+    reported(compiled, field, state, cx)
 }
 
 /// A JSONata field whose strings may be `{% %}` expressions.
@@ -372,16 +362,26 @@ pub(crate) fn jtemplate(
     state: &str,
     cx: &mut Ctx,
 ) -> Option<JTemplate> {
-    let v = m.get(field)?;
-    match JTemplate::compile(v) {
+    reported(JTemplate::compile(m.get(field)?), field, state, cx)
+}
+
+/// A compiled field, or its error (at a place inside `field`, "" for the field itself)
+/// reported.
+fn reported<T>(
+    compiled: Result<T, (String, String)>,
+    field: &str,
+    state: &str,
+    cx: &mut Ctx,
+) -> Option<T> {
+    match compiled {
         Ok(t) => Some(t),
-        Err((at, msg)) => {
+        Err((at, message)) => {
             let f = if at.is_empty() {
                 field.to_string()
             } else {
                 format!("{field}.{at}")
             };
-            cx.err(Some(state), &f, msg);
+            cx.err(Some(state), &f, message);
             None
         }
     }
@@ -525,6 +525,14 @@ pub(crate) fn number(
     }
 }
 
+/// The HTTP Task's errors: `States.Http.StatusCode.NNN` and `States.Http.Socket`.
+fn http_error(name: &str) -> bool {
+    name == "States.Http.Socket"
+        || name
+            .strip_prefix("States.Http.StatusCode.")
+            .is_some_and(|code| code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn error_names(v: Option<&Value>, state: &str, field: &str, cx: &mut Ctx) -> Vec<String> {
     let Some(Value::Array(a)) = v else {
         cx.err(
@@ -549,7 +557,7 @@ fn error_names(v: Option<&Value>, state: &str, field: &str, cx: &mut Ctx) -> Vec
         cx.err(Some(state), field, "error names must be strings");
     }
     for n in &names {
-        if n.starts_with("States.") && !STATES_ERRORS.contains(&n.as_str()) {
+        if n.starts_with("States.") && !STATES_ERRORS.contains(&n.as_str()) && !http_error(n) {
             cx.err(
                 Some(state),
                 field,
@@ -567,21 +575,54 @@ fn error_names(v: Option<&Value>, state: &str, field: &str, cx: &mut Ctx) -> Vec
     names
 }
 
-fn retriers(m: &Map<String, Value>, name: &str, cx: &mut Ctx) -> Option<Vec<Retrier>> {
-    let mut retry = Vec::new();
-    let Some(r) = m.get("Retry") else {
-        return Some(retry);
+/// One retrier or catcher: its field's name (`Retry[0]`), its object, its ErrorEquals.
+type Handler<'a> = (String, &'a Map<String, Value>, Vec<String>);
+
+/// The objects of a Retry or Catch array (`key`), each with its field's name and its
+/// ErrorEquals checked (`States.ALL` alone, and in the last one); `None` when the field is
+/// not an array.
+fn error_handlers<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    kind: &str,
+    name: &str,
+    cx: &mut Ctx,
+) -> Option<Vec<Handler<'a>>> {
+    let Some(v) = m.get(key) else {
+        return Some(Vec::new());
     };
-    let Value::Array(rs) = r else {
-        cx.err(Some(name), "Retry", "must be an array of retriers");
+    let Value::Array(items) = v else {
+        cx.err(Some(name), key, format!("must be an array of {kind}s"));
         return None;
     };
-    for (i, r) in rs.iter().enumerate() {
-        let f = format!("Retry[{i}]");
-        let Value::Object(r) = r else {
-            cx.err(Some(name), &f, "a retrier must be an object");
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("{key}[{i}]");
+        let Value::Object(obj) = item else {
+            cx.err(Some(name), &f, format!("a {kind} must be an object"));
             continue;
         };
+        let errors = error_names(
+            obj.get("ErrorEquals"),
+            name,
+            &format!("{f}.ErrorEquals"),
+            cx,
+        );
+        if errors.iter().any(|e| e == "States.ALL") && i + 1 != items.len() {
+            cx.err(
+                Some(name),
+                &format!("{f}.ErrorEquals"),
+                format!("States.ALL must be in the last {kind}"),
+            );
+        }
+        out.push((f, obj, errors));
+    }
+    Some(out)
+}
+
+fn retriers(m: &Map<String, Value>, name: &str, cx: &mut Ctx) -> Option<Vec<Retrier>> {
+    let mut retry = Vec::new();
+    for (f, r, errors) in error_handlers(m, "Retry", "retrier", name, cx)? {
         for k in r.keys() {
             if ![
                 "ErrorEquals",
@@ -600,14 +641,6 @@ fn retriers(m: &Map<String, Value>, name: &str, cx: &mut Ctx) -> Option<Vec<Retr
                     format!("unknown retrier field {k:?}"),
                 );
             }
-        }
-        let errors = error_names(r.get("ErrorEquals"), name, &format!("{f}.ErrorEquals"), cx);
-        if errors.iter().any(|e| e == "States.ALL") && i + 1 != rs.len() {
-            cx.err(
-                Some(name),
-                &format!("{f}.ErrorEquals"),
-                "States.ALL must be in the last retrier",
-            );
         }
         let num = |k: &str, d: f64, min: f64, cx: &mut Ctx| match r.get(k) {
             None => d,
@@ -656,19 +689,7 @@ fn retriers(m: &Map<String, Value>, name: &str, cx: &mut Ctx) -> Option<Vec<Retr
 
 fn catchers(m: &Map<String, Value>, lang: Lang, name: &str, cx: &mut Ctx) -> Option<Vec<Catcher>> {
     let mut catch = Vec::new();
-    let Some(c) = m.get("Catch") else {
-        return Some(catch);
-    };
-    let Value::Array(cs) = c else {
-        cx.err(Some(name), "Catch", "must be an array of catchers");
-        return None;
-    };
-    for (i, c) in cs.iter().enumerate() {
-        let f = format!("Catch[{i}]");
-        let Value::Object(c) = c else {
-            cx.err(Some(name), &f, "a catcher must be an object");
-            continue;
-        };
+    for (f, c, errors) in error_handlers(m, "Catch", "catcher", name, cx)? {
         check_fields(
             c,
             lang,
@@ -682,14 +703,6 @@ fn catchers(m: &Map<String, Value>, lang: Lang, name: &str, cx: &mut Ctx) -> Opt
             "a catcher",
             cx,
         );
-        let errors = error_names(c.get("ErrorEquals"), name, &format!("{f}.ErrorEquals"), cx);
-        if errors.iter().any(|e| e == "States.ALL") && i + 1 != cs.len() {
-            cx.err(
-                Some(name),
-                &format!("{f}.ErrorEquals"),
-                "States.ALL must be in the last catcher",
-            );
-        }
         let Some(Value::String(next)) = c.get("Next") else {
             cx.err(Some(name), &format!("{f}.Next"), "a catcher needs Next");
             continue;

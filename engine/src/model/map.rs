@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::fields::{Ctx, jtemplate, number, opt_path, payload, seconds};
-use super::{Batcher, Kind, Lang, MapSpec, Payload, State, parse_branch};
+use super::{Batcher, Branch, Kind, Lang, MapSpec, Payload, State, parse_branch};
 
 pub(super) fn parse(
     m: &Map<String, Value>,
@@ -23,51 +23,7 @@ pub(super) fn parse(
             "distributed Map (ItemReader/ResultWriter) is not supported; use an inline Map",
         );
     }
-    let (field, proc_value) = match (m.get("ItemProcessor"), m.get("Iterator")) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                Some(name),
-                "ItemProcessor",
-                "use ItemProcessor or Iterator, not both",
-            );
-            return None;
-        }
-        (Some(p), None) => ("ItemProcessor", p),
-        (None, Some(p)) => ("Iterator", p),
-        (None, None) => {
-            cx.err(
-                Some(name),
-                "ItemProcessor",
-                "a Map state needs ItemProcessor (or Iterator)",
-            );
-            return None;
-        }
-    };
-    let Value::Object(pm) = proc_value else {
-        cx.err(Some(name), field, "must be an object");
-        return None;
-    };
-    let mut pm = pm.clone();
-    if let Some(cfg) = pm.remove("ProcessorConfig") {
-        let mode = cfg.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
-        if mode != "INLINE" {
-            cx.err(
-                Some(name),
-                &format!("{field}.ProcessorConfig.Mode"),
-                "only INLINE Map is supported",
-            );
-        }
-    }
-    for k in pm.keys() {
-        if !["StartAt", "States", "Comment", "QueryLanguage"].contains(&k.as_str()) {
-            cx.err(
-                Some(name),
-                &format!("{field}.{k}"),
-                format!("unknown field {k:?}"),
-            );
-        }
-    }
-    let processor = parse_branch(&pm, cx, &format!("{name}.{field}."), depth + 1, inherited)?;
+    let processor = processor(m, name, cx, depth, inherited)?;
     if m.contains_key("ItemSelector") && m.contains_key("Parameters") {
         cx.err(
             Some(name),
@@ -114,6 +70,61 @@ pub(super) fn parse(
         tolerated_count,
         batcher,
     })))
+}
+
+/// The Map's ItemProcessor (or the older Iterator): an inline branch.
+fn processor(
+    m: &Map<String, Value>,
+    name: &str,
+    cx: &mut Ctx,
+    depth: usize,
+    inherited: Lang,
+) -> Option<Branch> {
+    let (field, proc_value) = match (m.get("ItemProcessor"), m.get("Iterator")) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                Some(name),
+                "ItemProcessor",
+                "use ItemProcessor or Iterator, not both",
+            );
+            return None;
+        }
+        (Some(p), None) => ("ItemProcessor", p),
+        (None, Some(p)) => ("Iterator", p),
+        (None, None) => {
+            cx.err(
+                Some(name),
+                "ItemProcessor",
+                "a Map state needs ItemProcessor (or Iterator)",
+            );
+            return None;
+        }
+    };
+    let Value::Object(pm) = proc_value else {
+        cx.err(Some(name), field, "must be an object");
+        return None;
+    };
+    let mut pm = pm.clone();
+    if let Some(cfg) = pm.remove("ProcessorConfig") {
+        let mode = cfg.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
+        if mode != "INLINE" {
+            cx.err(
+                Some(name),
+                &format!("{field}.ProcessorConfig.Mode"),
+                "only INLINE Map is supported",
+            );
+        }
+    }
+    for k in pm.keys() {
+        if !["StartAt", "States", "Comment", "QueryLanguage"].contains(&k.as_str()) {
+            cx.err(
+                Some(name),
+                &format!("{field}.{k}"),
+                format!("unknown field {k:?}"),
+            );
+        }
+    }
+    parse_branch(&pm, cx, &format!("{name}.{field}."), depth + 1, inherited)
 }
 
 fn batcher(b: &Map<String, Value>, lang: Lang, name: &str, cx: &mut Ctx) -> Option<Batcher> {

@@ -14,6 +14,8 @@ mod simple;
 mod task;
 mod wait;
 
+pub(crate) use task::base_resource;
+
 use crate::choice::Rule;
 use crate::jsonata::{Expr, JTemplate};
 use crate::path::Path;
@@ -148,12 +150,28 @@ pub(crate) enum Kind {
 #[derive(Debug)]
 pub(crate) struct TaskSpec {
     pub resource: String,
-    /// `arn:aws:states:::lambda:invoke`: the function comes from Parameters.FunctionName.
-    pub lambda_invoke: bool,
+    pub integration: Integration,
+    /// `.waitForTaskToken`: the resource is called with a task token, and the task ends when
+    /// an outside system sends that token back (success, failure) — its result is ignored.
+    pub callback: bool,
     pub timeout: Seconds,
-    /// Validated; an in-process task cannot send heartbeats, so it is not enforced.
-    #[allow(dead_code)]
+    /// Enforced for callbacks (heartbeats come with the token); a step called in process
+    /// sends none, so for other tasks it is only validated.
     pub heartbeat: Seconds,
+}
+
+/// What a Task's resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Integration {
+    /// Any other resource: called through the [`crate::TaskInvoker`] as it is named (less
+    /// the pattern suffix).
+    Direct,
+    /// `arn:aws:states:::lambda:invoke`: the function comes from `FunctionName`, the result
+    /// is wrapped in AWS's shape.
+    LambdaInvoke,
+    /// `arn:aws:states:::http:invoke`: the engine builds the request and its result; the
+    /// network call goes to the [`crate::HttpInvoker`].
+    Http,
 }
 
 /// One top-level rule of a Choice state, with what it does when it matches.
@@ -348,13 +366,29 @@ impl StateMachine {
         })
     }
 
-    /// Every Task resource (for lambda:invoke, its static FunctionName), after substitution.
+    /// Every Task resource the [`crate::TaskInvoker`] is called with (for lambda:invoke, its
+    /// static FunctionName; without a `.waitForTaskToken` suffix), after substitution. HTTP
+    /// Tasks are not in it: the engine runs them.
     pub fn task_resources(&self) -> Vec<String> {
         let mut out = Vec::new();
-        collect_resources(&self.inner.root, &mut out);
+        visit_states(&self.inner.root, &mut |s| out.extend(invoked_resource(s)));
         out.sort();
         out.dedup();
         out
+    }
+
+    /// A state that waits for a task token (`.waitForTaskToken`), if there is one.
+    pub fn callback_state(&self) -> Option<String> {
+        let mut found = None;
+        visit_states(&self.inner.root, &mut |s| {
+            if found.is_none()
+                && let Kind::Task(t) = &s.kind
+                && t.callback
+            {
+                found = Some(s.name.clone());
+            }
+        });
+        found
     }
 
     /// The definition after substitutions.
@@ -363,37 +397,51 @@ impl StateMachine {
     }
 }
 
-fn collect_resources(b: &Branch, out: &mut Vec<String>) {
+/// Calls `f` on every state of `b`, Map and Parallel bodies included.
+fn visit_states(b: &Branch, f: &mut dyn FnMut(&State)) {
     for s in b.states.values() {
+        f(s);
         match &s.kind {
-            Kind::Task(t) if t.lambda_invoke => {
-                // The static FunctionName of Parameters (JSONPath) or Arguments (JSONata).
-                let literal = match (&s.parameters, &s.arguments) {
-                    (Some(Template::Literal(v)), _) | (_, Some(JTemplate::Literal(v))) => {
-                        v.get("FunctionName").cloned()
-                    }
-                    (Some(Template::Object(fields)), _) => {
-                        fields.iter().find_map(|(k, t)| match (k.as_str(), t) {
-                            ("FunctionName", Template::Literal(v)) => Some(v.clone()),
-                            _ => None,
-                        })
-                    }
-                    (_, Some(JTemplate::Object(fields))) => {
-                        fields.iter().find_map(|(k, t)| match (k.as_str(), t) {
-                            ("FunctionName", JTemplate::Literal(v)) => Some(v.clone()),
-                            _ => None,
-                        })
-                    }
-                    _ => None,
-                };
-                if let Some(Value::String(f)) = literal {
-                    out.push(f);
-                }
-            }
-            Kind::Task(t) => out.push(task::base_resource(&t.resource).to_string()),
-            Kind::Parallel { branches } => branches.iter().for_each(|b| collect_resources(b, out)),
-            Kind::Map(m) => collect_resources(&m.processor, out),
+            Kind::Parallel { branches } => branches.iter().for_each(|b| visit_states(b, f)),
+            Kind::Map(m) => visit_states(&m.processor, f),
             _ => {}
+        }
+    }
+}
+
+/// The resource the task invoker is called with for state `s`, if it is a Task that
+/// calls one with a name known before it runs.
+fn invoked_resource(s: &State) -> Option<String> {
+    let Kind::Task(t) = &s.kind else {
+        return None;
+    };
+    match t.integration {
+        Integration::Http => None,
+        Integration::Direct => Some(task::base_resource(&t.resource).to_string()),
+        Integration::LambdaInvoke => {
+            // The static FunctionName of Parameters (JSONPath) or Arguments (JSONata).
+            let literal = match (&s.parameters, &s.arguments) {
+                (Some(Template::Literal(v)), _) | (_, Some(JTemplate::Literal(v))) => {
+                    v.get("FunctionName").cloned()
+                }
+                (Some(Template::Object(fields)), _) => {
+                    fields.iter().find_map(|(k, t)| match (k.as_str(), t) {
+                        ("FunctionName", Template::Literal(v)) => Some(v.clone()),
+                        _ => None,
+                    })
+                }
+                (_, Some(JTemplate::Object(fields))) => {
+                    fields.iter().find_map(|(k, t)| match (k.as_str(), t) {
+                        ("FunctionName", JTemplate::Literal(v)) => Some(v.clone()),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            };
+            match literal {
+                Some(Value::String(f)) => Some(f),
+                _ => None,
+            }
         }
     }
 }
@@ -491,9 +539,23 @@ fn parse_branch(
             format!("StartAt names {start_at:?}, which is not a state"),
         );
     }
+    check_transitions(states, &parsed, &start_at, cx);
+    Some(Branch {
+        start_at,
+        states: parsed,
+    })
+}
+
+/// Every transition target of a branch exists; every state is reachable from StartAt.
+fn check_transitions(
+    states: &Map<String, Value>,
+    parsed: &HashMap<String, State>,
+    start_at: &str,
+    cx: &mut Ctx,
+) {
     // Every transition target exists; every state is reachable from StartAt.
     let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, s) in &parsed {
+    for (name, s) in parsed {
         let mut targets: Vec<&str> = Vec::new();
         if let Some(n) = &s.next {
             targets.push(n);
@@ -519,7 +581,7 @@ fn parse_branch(
         edges.insert(name.as_str(), targets);
     }
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut stack = vec![start_at.as_str()];
+    let mut stack = vec![start_at];
     while let Some(s) = stack.pop() {
         if seen.insert(s)
             && let Some(ts) = edges.get(s)
@@ -537,8 +599,4 @@ fn parse_branch(
             cx.err(Some(n), "Type", "this state is unreachable from StartAt");
         }
     }
-    Some(Branch {
-        start_at,
-        states: parsed,
-    })
 }

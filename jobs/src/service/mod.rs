@@ -28,6 +28,9 @@ use crate::ports::{
 use crate::types::{JobTypeInfo, JobTypes};
 use crate::view::{ExecutionHistory, FileView, JobSummary, JobView};
 
+mod callbacks;
+pub use callbacks::FailTaskRequest;
+
 /// Limits and lifetimes of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -558,7 +561,7 @@ impl JobService {
             .stop(&job.execution, "JobCancelled", "cancelled by the user")
             .await
         {
-            // The job is CANCELLED either way; its workers' writes are refused from now on.
+            // The job is CANCELLED either way; its steps' writes are refused from now on.
             tracing::warn!(job_id, error = %e, "could not stop the execution of a cancelled job");
         }
         self.view(&job).await
@@ -601,6 +604,54 @@ impl JobService {
             upload_url: url.url,
             expires_at: url.expires_at,
         })
+    }
+
+    /// Ends the jobs that ran past their type's `timeoutSeconds`: RUNNING ones become
+    /// TIMED_OUT (QUEUED ones FAILED), and their executions are stopped. Run every few
+    /// seconds on one machine, every minute on AWS (one workflow serves every type, so the
+    /// workflow's own time limit is the longest type's). Returns how many it ended.
+    pub async fn time_out_overdue(&self, now: DateTime<Utc>) -> Result<usize, ServiceError> {
+        let mut ended = 0;
+        for job in self.store.active_jobs(10_000).await? {
+            let Some(t) = self.types.get(&job.job_type) else {
+                continue;
+            };
+            let limit = chrono::Duration::seconds(i64::from(t.timeout_seconds));
+            if now < job.created_at + limit {
+                continue;
+            }
+            let error = JobError {
+                code: "timed_out".into(),
+                message: format!(
+                    "the job ran past its type's time limit ({} s)",
+                    t.timeout_seconds
+                ),
+            };
+            let to = if job.status == JobStatus::Running {
+                JobStatus::TimedOut
+            } else {
+                JobStatus::Failed
+            };
+            let patch = TransitionPatch {
+                error: Some(error.clone()),
+                ..Default::default()
+            };
+            if let TransitionOutcome::Applied(job) =
+                self.store.transition(&job.job_id, to, patch, now).await?
+            {
+                ended += 1;
+                tracing::info!(job_id = %job.job_id, job_type = %job.job_type, "timed out");
+                if let Err(e) = self
+                    .orchestrator
+                    .stop(&job.execution, "States.Timeout", &error.message)
+                    .await
+                {
+                    // The job is ended either way; its steps' writes are refused from now on.
+                    tracing::warn!(job_id = %job.job_id, error = %e, "could not stop the execution of a timed-out job");
+                }
+            }
+        }
+        Ok(ended)
     }
 
     /// The client's view of a job, with fresh signed links for its files.
