@@ -299,7 +299,11 @@ async fn run_case(root: &Path, longhaul: &Longhaul, megabytes: u64, runs: usize)
     let result = &done["result"];
     let check = peers(root, &csv, 0, Some(&report_csv))?;
     cross_check(result, &check, rows)?;
-    let (ours, duck, pandas) = (median(&times.ours), median(&times.duck), median(&times.pandas));
+    let (ours, duck, pandas) = (
+        median(&times.ours),
+        median(&times.duck),
+        median(&times.pandas),
+    );
     let mb = size as f64 / 1048576.0;
     Ok(json!({
         "file": {"mib": megabytes, "bytes": size, "rows": rows, "groups": result["groups"]},

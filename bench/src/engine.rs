@@ -180,9 +180,19 @@ impl Workloads {
     }
 
     /// One run of the concurrent executions workload.
-    async fn concurrent_run(&self, store: Arc<dyn ExecutionStore>, executions: usize) -> Result<f64> {
+    async fn concurrent_run(
+        &self,
+        store: Arc<dyn ExecutionStore>,
+        executions: usize,
+    ) -> Result<f64> {
         let inputs = (0..executions).map(|i| json!({"i": i})).collect();
-        run_once(store, self.single.clone(), vec![inputs], self.many_transitions).await
+        run_once(
+            store,
+            self.single.clone(),
+            vec![inputs],
+            self.many_transitions,
+        )
+        .await
     }
 }
 

@@ -255,7 +255,12 @@ impl Targets {
     }
 
     async fn measure(&self, on_longhaul: bool, url: &str, script: &str) -> Result<Measured> {
-        wait_idle(if on_longhaul { &self.server } else { &self.bare }).await;
+        wait_idle(if on_longhaul {
+            &self.server
+        } else {
+            &self.bare
+        })
+        .await;
         let m = wrk::run(&self.wrk, &self.settings, url, script).await?;
         if m.errors > 0 {
             eprintln!("{url}: {}", m.error_detail);
@@ -326,10 +331,16 @@ impl Runs {
     }
 
     fn errors(&self) -> u64 {
-        [&self.bare_get, &self.running, &self.finished, &self.bare_post, &self.start]
-            .iter()
-            .map(|s| s.errors)
-            .sum()
+        [
+            &self.bare_get,
+            &self.running,
+            &self.finished,
+            &self.bare_post,
+            &self.start,
+        ]
+        .iter()
+        .map(|s| s.errors)
+        .sum()
     }
 }
 

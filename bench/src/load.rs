@@ -70,7 +70,12 @@ async fn start_jobs(url: &str, token: &str, jobs: usize) -> Result<Vec<String>> 
             bail!("startJob answered {}", r.status());
         }
         let v: Value = r.json().await?;
-        ids.push(v["jobId"].as_str().context("startJob gave no jobId")?.to_string());
+        ids.push(
+            v["jobId"]
+                .as_str()
+                .context("startJob gave no jobId")?
+                .to_string(),
+        );
     }
     Ok(ids)
 }

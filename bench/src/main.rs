@@ -65,20 +65,11 @@ enum BenchCommand {
     BareServer(http::BareServer),
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // The runtime `longhaul` builds: the bare peer must be served the same way.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli)) {
+// The runtime `longhaul` builds (multi-threaded, all drivers): the bare peer must be served
+// the same way.
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e:#}");

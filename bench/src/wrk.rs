@@ -75,7 +75,11 @@ pub fn lua_string(s: &str) -> String {
 pub fn get_script(headers: &[(&str, &str)]) -> String {
     let mut s = String::new();
     for (k, v) in headers {
-        s.push_str(&format!("wrk.headers[{}] = {}\n", lua_string(k), lua_string(v)));
+        s.push_str(&format!(
+            "wrk.headers[{}] = {}\n",
+            lua_string(k),
+            lua_string(v)
+        ));
     }
     s
 }

@@ -160,7 +160,10 @@ impl SqliteJobStore {
     }
 
     /// The stored JSON of a job.
-    fn read_record(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<String>, StoreError> {
+    fn read_record(
+        conn: &rusqlite::Connection,
+        job_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         conn.prepare_cached("SELECT record FROM jobs WHERE job_id = ?1")
             .map_err(map_err)?
             .query_row(params![job_id], |r| r.get(0))

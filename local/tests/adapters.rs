@@ -44,7 +44,12 @@ async fn reads_racing_writes_see_every_committed_write() {
         })
         .collect();
     store
-        .transition(&id, JobStatus::Running, TransitionPatch::default(), chrono::Utc::now())
+        .transition(
+            &id,
+            JobStatus::Running,
+            TransitionPatch::default(),
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     for step in 1..=300u32 {
@@ -52,7 +57,12 @@ async fn reads_racing_writes_see_every_committed_write() {
             percent: (step % 100) as u8,
             message: format!("step {step}"),
         };
-        assert!(store.set_progress(&id, &p, chrono::Utc::now()).await.unwrap());
+        assert!(
+            store
+                .set_progress(&id, &p, chrono::Utc::now())
+                .await
+                .unwrap()
+        );
         let got = store.get(&id).await.unwrap().unwrap();
         assert_eq!(got.progress.message, p.message, "a read after the write");
     }
@@ -61,11 +71,19 @@ async fn reads_racing_writes_see_every_committed_write() {
         r.await.unwrap();
     }
     let done = store
-        .transition(&id, JobStatus::Succeeded, TransitionPatch::default(), chrono::Utc::now())
+        .transition(
+            &id,
+            JobStatus::Succeeded,
+            TransitionPatch::default(),
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(done, longhaul_jobs::TransitionOutcome::Applied(_)));
-    assert_eq!(store.get(&id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

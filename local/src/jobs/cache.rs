@@ -173,6 +173,9 @@ mod tests {
             panic!("not kept yet")
         };
         cache.put(t, &big, MAX_RECORD_BYTES + 1);
-        assert!(cache.get(&big.job_id).is_err(), "a record too big is not kept");
+        assert!(
+            cache.get(&big.job_id).is_err(),
+            "a record too big is not kept"
+        );
     }
 }
