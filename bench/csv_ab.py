@@ -10,7 +10,7 @@ A BIN may carry `#NAME=VALUE` suffixes: environment for that server (`#MIMALLOC_
 or `#CHUNK=BYTES` for the job's chunkBytes. With AB_PHASES=1 each job's history gives the
 seconds of its Plan, Map and Merge (medians printed per binary). With AB_PERF=FILE the first
 server runs under `perf record -g` for the rounds. A CSV path that does not exist is
-written first, AB_MIB MiB (default 1024) of the rows `longhaul bench csv` generates (the
+written first, AB_MIB MiB (default 1024) of the rows `longhaul-bench csv` generates (the
 same generator, the same bytes). Uses only the standard library.
 """
 
@@ -29,7 +29,7 @@ csv_path, rounds, bins = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 
 
 def generate(path, mib):
-    """bench csv's file: src/bench_csv.rs `generate`, line for line."""
+    """longhaul-bench csv's file: bench/src/csv.rs `generate`, line for line."""
     regions = ["north", "south", "east", "west", "centre", "alps", "coast", "lakes", "hills", "plains"]
     channels = ["web", "store", "phone"]
     mask, x, rows, written = (1 << 64) - 1, 0x9E3779B97F4A7C15, 0, 0

@@ -1,4 +1,4 @@
-"""Peers of `longhaul bench csv`: the same GROUP BY over the same CSV file with DuckDB and
+"""Peers of `longhaul-bench csv`: the same GROUP BY over the same CSV file with DuckDB and
 with pandas, and the cross-check of longhaul's answer. argv: CSV_PATH RUNS [REPORT_CSV].
 
 Prints {"duckdb": [seconds...], "pandas": [seconds...]}, and with REPORT_CSV also "groups"

@@ -1,4 +1,4 @@
-"""The peer of `longhaul bench engine`: moto's Step Functions executor (moto[server] 5.2.5,
+"""The peer of `longhaul-bench engine`: moto's Step Functions executor (moto[server] 5.2.5,
 in .venv) running the same definitions, in process. Prints one JSON object."""
 
 import json

@@ -4,15 +4,10 @@
 
 /// mimalloc: the engine and the server allocate many small short-lived JSON values from many
 /// tasks; glibc's allocator slowed a 1,000-item Map 2.5× once the heap had been through
-/// 10,000 executions (`longhaul bench engine`).
+/// 10,000 executions (`longhaul-bench engine`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod bench_csv;
-mod bench_http;
-mod bench_lambda;
-mod bench_load;
 mod client;
 mod demo;
 mod sam;
@@ -110,11 +105,6 @@ enum Command {
     Sfn {
         #[command(subcommand)]
         command: SfnCommand,
-    },
-    /// Measure (benchmarks are commands, never tests).
-    Bench {
-        #[command(subcommand)]
-        command: bench::BenchCommand,
     },
     /// Scaffold: `longhaul new job-type NAME --runtime python3.12|nodejs22.x|rust`.
     New {
@@ -235,7 +225,6 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Sfn {
             command: SfnCommand::Conformance(args),
         } => Ok(longhaul_engine::cli::conformance(args).await),
-        Command::Bench { command } => bench::run(command).await,
         Command::Sam(args) => sam::run(&args),
         Command::New { command } => scaffold::run(&command),
         Command::Openapi { server_url } => {

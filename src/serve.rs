@@ -115,7 +115,7 @@ impl ServeArgs {
 
 /// Raises this process's open-file limit to its hard limit (each long poll or
 /// client connection is a socket).
-pub fn raise_open_files_limit() {
+fn raise_open_files_limit() {
     // SAFETY: plain getrlimit/setrlimit on this process with a valid struct.
     unsafe {
         let mut lim = libc::rlimit {

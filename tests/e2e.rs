@@ -558,8 +558,8 @@ fn readme_commands_and_ci_are_the_ones_that_exist() {
     );
     // Every subcommand the README uses exists.
     for sub in [
-        "demo", "serve", "start", "get", "list", "cancel", "upload", "openapi", "sfn", "bench",
-        "types", "sam",
+        "demo", "serve", "start", "get", "list", "cancel", "upload", "openapi", "sfn", "types",
+        "sam",
     ] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "longhaul {sub} --help");

@@ -290,40 +290,6 @@ fn sigkill_during_a_map_resumes_from_the_last_completed_state() {
     );
 }
 
-#[test]
-fn the_engine_benchmark_command_reports_its_figures() {
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "engine",
-            "--runs",
-            "1",
-            "--items",
-            "20",
-            "--executions",
-            "20",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for store in ["in_memory", "sqlite_checkpoints"] {
-        for w in [
-            "map_of_pass_chains_transitions_per_s",
-            "concurrent_executions_transitions_per_s",
-        ] {
-            assert!(
-                v["results"][store][w]["median"].as_f64().unwrap() > 0.0,
-                "{store} {w}: {v}"
-            );
-        }
-    }
-}
-
 /// HTTP Tasks under `sfn run`: a loopback endpoint is refused by default (https and public
 /// addresses only) and reached with `--allow-insecure-http`; a callback Task is refused, as
 /// `sfn run` has no API to answer it.

@@ -24,9 +24,20 @@ pub const MAX_INLINE_RESULT_CHARS: usize = 32 * 1024;
 pub const MAX_OPENAI_FILES: usize = 10;
 pub const MAX_OPENAI_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
-/// The JSON length of `v`.
+/// The JSON length of `v`, counted as it is written, without keeping it.
 pub fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
-    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, v).map_or(usize::MAX, |()| counter.0)
 }
 
 /// Keeps the longest prefix of `items` whose JSON fits in `budget` bytes (with `fixed` bytes

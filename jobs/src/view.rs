@@ -112,6 +112,10 @@ impl JobView {
     /// many were dropped.
     fn fit_files(&mut self, job: &Job) -> usize {
         let before = self.files.len();
+        if before == 0 {
+            // No link to drop: skip measuring the view (a serialisation of all of it).
+            return 0;
+        }
         // Each link shows twice (files and openaiFileResponse); the message takes ~400.
         let rest = json_len(&JobView {
             files: Vec::new(),

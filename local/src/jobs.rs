@@ -19,6 +19,9 @@ use longhaul_jobs::{
 };
 use rusqlite::{OptionalExtension, params};
 
+mod cache;
+use cache::JobCache;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &["
     CREATE TABLE jobs (
@@ -50,6 +53,8 @@ pub struct SqliteJobStore {
     readers: Vec<Mutex<rusqlite::Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     watchers: Watchers,
+    /// Jobs recently read, parsed (getJob's hot path); every write drops its job's entry.
+    cache: JobCache,
 }
 
 /// Disk full, read-only, locked, I/O trouble: the caller should try again later (503).
@@ -144,17 +149,35 @@ impl SqliteJobStore {
             readers: Vec::new(),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             watchers: Watchers::new(),
+            cache: JobCache::new(),
         })
     }
 
     fn read(conn: &rusqlite::Connection, job_id: &str) -> Result<Option<Job>, StoreError> {
-        let text: Option<String> = conn
-            .prepare_cached("SELECT record FROM jobs WHERE job_id = ?1")
+        Self::read_record(conn, job_id)?
+            .map(|t| from_json(&t))
+            .transpose()
+    }
+
+    /// The stored JSON of a job.
+    fn read_record(
+        conn: &rusqlite::Connection,
+        job_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        conn.prepare_cached("SELECT record FROM jobs WHERE job_id = ?1")
             .map_err(map_err)?
             .query_row(params![job_id], |r| r.get(0))
             .optional()
-            .map_err(map_err)?;
-        text.map(|t| from_json(&t)).transpose()
+            .map_err(map_err)
+    }
+
+    /// After a write to `job_id` has committed (or failed): its cached copy goes, then long
+    /// polls on it wake (and read the new record).
+    fn written(&self, job_id: &str, changed: bool) {
+        self.cache.invalidate(job_id);
+        if changed {
+            self.watchers.notify(job_id);
+        }
     }
 
     /// Overwrites a job's stored record (and its status column).
@@ -191,11 +214,9 @@ impl SqliteJobStore {
                 }
                 _ => Ok(false),
             })
-            .await?;
-        if changed {
-            self.watchers.notify(job_id);
-        }
-        Ok(changed)
+            .await;
+        self.written(job_id, matches!(changed, Ok(true)));
+        changed
     }
 
     /// Jobs accepted but whose execution never began (the process stopped between the two).
@@ -278,16 +299,23 @@ impl JobStore for SqliteJobStore {
                 .map_err(map_err)?;
                 Ok(CreateOutcome::Created)
             })
-            .await?;
-        if matches!(outcome, CreateOutcome::Created) {
-            self.watchers.notify(&job.job_id);
-        }
-        Ok(outcome)
+            .await;
+        self.written(&job.job_id, matches!(outcome, Ok(CreateOutcome::Created)));
+        outcome
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
-        let conn = self.reader()?;
-        Self::read(&conn, job_id)
+        let ticket = match self.cache.get(job_id) {
+            Ok(job) => return Ok(Some(job)),
+            Err(ticket) => ticket,
+        };
+        let record = Self::read_record(&*self.reader()?, job_id)?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let job = from_json(&record)?;
+        self.cache.put(ticket, &job, record.len());
+        Ok(Some(job))
     }
 
     async fn find_by_idempotency_key(
@@ -411,11 +439,9 @@ impl JobStore for SqliteJobStore {
                 }
                 Ok(TransitionOutcome::Applied(Box::new(job)))
             })
-            .await?;
-        if matches!(outcome, TransitionOutcome::Applied(_)) {
-            self.watchers.notify(job_id);
-        }
-        Ok(outcome)
+            .await;
+        self.written(job_id, matches!(outcome, Ok(TransitionOutcome::Applied(_))));
+        outcome
     }
 
     async fn set_progress(

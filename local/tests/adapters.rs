@@ -19,6 +19,73 @@ async fn sqlite_job_store_keeps_the_contract() {
     longhaul_jobs::contract::job_store_contract(Arc::new(store)).await;
 }
 
+/// getJob reads are cached in the store: with readers hammering a job while it is written,
+/// every read after a write has returned sees that write (a read that began before it must
+/// not leave the old record behind in the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_racing_writes_see_every_committed_write() {
+    use longhaul_jobs::{JobStatus, Progress, TransitionPatch};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteJobStore::open(&dir.path().join("jobs.db")).unwrap());
+    let job = Job::new("alice", "demo", serde_json::json!({}), chrono::Utc::now());
+    let id = job.job_id.clone();
+    store.create(&job).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, id, stop) = (store.clone(), id.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    store.get(&id).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    store
+        .transition(
+            &id,
+            JobStatus::Running,
+            TransitionPatch::default(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    for step in 1..=300u32 {
+        let p = Progress {
+            percent: (step % 100) as u8,
+            message: format!("step {step}"),
+        };
+        assert!(
+            store
+                .set_progress(&id, &p, chrono::Utc::now())
+                .await
+                .unwrap()
+        );
+        let got = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(got.progress.message, p.message, "a read after the write");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    let done = store
+        .transition(
+            &id,
+            JobStatus::Succeeded,
+            TransitionPatch::default(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(done, longhaul_jobs::TransitionOutcome::Applied(_)));
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_blob_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();

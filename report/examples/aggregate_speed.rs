@@ -1,5 +1,5 @@
 //! Times plan, aggregate and merge over a generated CSV in one thread: a profiling aid for
-//! the computation alone (the benchmark is `longhaul bench csv`). `cargo run --release -p
+//! the computation alone (the benchmark is `longhaul-bench csv`). `cargo run --release -p
 //! longhaul-report --example aggregate_speed -- MEGABYTES [quoted]`; with `quoted` every
 //! row's last field is quoted and holds a comma (the csv-core path).
 use std::time::Instant;

@@ -409,6 +409,11 @@ impl JobService {
         wait: Duration,
     ) -> Result<JobView, ServiceError> {
         let wait = wait.min(self.config.max_wait);
+        if wait.is_zero() {
+            // No long poll: nothing to be woken by, so no change subscription either.
+            let job = self.owned_job(owner, job_id).await?;
+            return self.view(&job).await;
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Subscribe before reading, so a change between the read and the wait wakes us.

@@ -1,4 +1,4 @@
-//! `longhaul bench`: measurements, never tests. `bench engine` times the embedded engine on
+//! `longhaul-bench engine` times the embedded engine on
 //! the workloads of the benchmark issue — a 1,000-item Map of Pass chains, and thousands of
 //! concurrent 5-state executions — in memory and with SQLite checkpoints, and prints
 //! min/median/max over several runs (the machine is noisy: compare ratios from one run).
@@ -10,29 +10,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use clap::{Args, Subcommand};
+use clap::Args;
 use longhaul_engine::{
     Engine, ExecutionStatus, ExecutionStore, MemoryExecutionStore, SqliteExecutionStore,
     StateMachine, TaskContext, TaskFailure, TaskInvoker,
 };
 use serde_json::{Value, json};
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Pass-state transitions per second of the embedded engine.
-    Engine(EngineBench),
-    /// Lambda bootstraps: size and start-to-first-response under a Runtime API emulator.
-    Lambda(crate::bench_lambda::LambdaBench),
-    /// Idle long polls plus running jobs against a `longhaul serve`: errors and server RSS.
-    Load(crate::bench_load::LoadBench),
-    /// getJob and startJob under concurrent load vs. a bare axum handler.
-    Http(crate::bench_http::HttpBench),
-    /// csv-report over a generated CSV through the API vs. DuckDB and pandas.
-    Csv(crate::bench_csv::CsvBench),
-    /// The bare axum peer of `bench http` (started by it).
-    #[command(hide = true)]
-    BareServer(crate::bench_http::BareServer),
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct EngineBench {
@@ -61,14 +44,14 @@ pub struct EngineBench {
 /// The peer: moto's Step Functions executor running the same definitions (bench/moto_sfn.py,
 /// with moto from `.venv`, installed by scripts/venv).
 fn moto_peer(b: &EngineBench) -> Result<Value> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::server::repo_root();
     let status = std::process::Command::new(root.join("scripts/venv"))
         .status()
         .context("installing the peers into .venv (scripts/venv)")?;
     anyhow::ensure!(status.success(), "scripts/venv failed");
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg("-c")
-        .arg(include_str!("../bench/moto_sfn.py"))
+        .arg(include_str!("../moto_sfn.py"))
         .args([b.items, b.chain, b.moto_executions, b.runs.max(1)].map(|n| n.to_string()))
         .stderr(std::process::Stdio::null())
         .output()
@@ -160,34 +143,66 @@ fn stats(mut xs: Vec<f64>) -> Value {
     })
 }
 
-pub async fn run(cmd: BenchCommand) -> Result<i32> {
-    let b = match cmd {
-        BenchCommand::Engine(b) => b,
-        BenchCommand::Lambda(l) => return crate::bench_lambda::run(l).await,
-        BenchCommand::Load(l) => return crate::bench_load::run(l).await,
-        BenchCommand::Http(h) => return crate::bench_http::run(h).await,
-        BenchCommand::Csv(c) => return crate::bench_csv::run(c).await,
-        BenchCommand::BareServer(b) => return crate::bench_http::bare_server(b).await,
-    };
-    let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",
-        "ItemProcessor": chain(b.chain), "End": true}}});
-    let map = parse(&map_def)?;
-    let single = parse(&chain(b.chain))?;
-    let map_input = json!({"xs": (0..b.items).collect::<Vec<_>>()});
-    let map_repeats = b.map_repeats.max(1);
-    let map_transitions = (b.items * b.chain + 1) * map_repeats;
-    let many_transitions = b.executions * b.chain;
+/// The workloads' state machines and inputs.
+struct Workloads {
+    map: StateMachine,
+    single: StateMachine,
+    map_input: Value,
+    map_repeats: usize,
+    map_transitions: usize,
+    many_transitions: usize,
+}
+
+impl Workloads {
+    fn new(b: &EngineBench) -> Result<Workloads> {
+        let map_def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.xs",
+            "ItemProcessor": chain(b.chain), "End": true}}});
+        let map_repeats = b.map_repeats.max(1);
+        Ok(Workloads {
+            map: parse(&map_def)?,
+            single: parse(&chain(b.chain))?,
+            map_input: json!({"xs": (0..b.items).collect::<Vec<_>>()}),
+            map_repeats,
+            map_transitions: (b.items * b.chain + 1) * map_repeats,
+            many_transitions: b.executions * b.chain,
+        })
+    }
+
+    /// One run of the Map workload.
+    async fn map_run(&self, store: Arc<dyn ExecutionStore>) -> Result<f64> {
+        run_once(
+            store,
+            self.map.clone(),
+            vec![vec![self.map_input.clone()]; self.map_repeats],
+            self.map_transitions,
+        )
+        .await
+    }
+
+    /// One run of the concurrent executions workload.
+    async fn concurrent_run(
+        &self,
+        store: Arc<dyn ExecutionStore>,
+        executions: usize,
+    ) -> Result<f64> {
+        let inputs = (0..executions).map(|i| json!({"i": i})).collect();
+        run_once(
+            store,
+            self.single.clone(),
+            vec![inputs],
+            self.many_transitions,
+        )
+        .await
+    }
+}
+
+/// Both workloads, `runs` times, in memory and with SQLite checkpoints: figures by store.
+async fn measure(b: &EngineBench, w: &Workloads) -> Result<serde_json::Map<String, Value>> {
     let dir = tempfile::tempdir().context("a temp dir for the SQLite store")?;
     let mut results = serde_json::Map::new();
     // Not counted: the first run in a fresh process pays for the allocator's first pages
     // (measured: the first in-memory Map run at about half the rate of the next ones).
-    run_once(
-        Arc::new(MemoryExecutionStore::new()),
-        map.clone(),
-        vec![vec![map_input.clone()]; map_repeats],
-        map_transitions,
-    )
-    .await?;
+    w.map_run(Arc::new(MemoryExecutionStore::new())).await?;
     for (name, durable) in [("in_memory", false), ("sqlite_checkpoints", true)] {
         let (mut a, mut c) = (Vec::new(), Vec::new());
         for run in 0..b.runs.max(1) {
@@ -200,25 +215,8 @@ pub async fn run(cmd: BenchCommand) -> Result<i32> {
                     Arc::new(MemoryExecutionStore::new())
                 })
             };
-            a.push(
-                run_once(
-                    store("map")?,
-                    map.clone(),
-                    vec![vec![map_input.clone()]; map_repeats],
-                    map_transitions,
-                )
-                .await?,
-            );
-            let inputs = (0..b.executions).map(|i| json!({"i": i})).collect();
-            c.push(
-                run_once(
-                    store("many")?,
-                    single.clone(),
-                    vec![inputs],
-                    many_transitions,
-                )
-                .await?,
-            );
+            a.push(w.map_run(store("map")?).await?);
+            c.push(w.concurrent_run(store("many")?, b.executions).await?);
             eprintln!(
                 "run {run} {name}: Map {:.0}/s, concurrent {:.0}/s",
                 a[run], c[run]
@@ -232,38 +230,50 @@ pub async fn run(cmd: BenchCommand) -> Result<i32> {
             }),
         );
     }
-    if b.moto_executions > 0 {
-        let peer = moto_peer(&b)?;
-        let to_f = |k: &str| -> Vec<f64> {
-            peer[k]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                .unwrap_or_default()
-        };
-        let (pm, pc) = (stats(to_f("map")), stats(to_f("concurrent")));
-        let mut ratios = serde_json::Map::new();
-        for (name, r) in &results {
-            let m = median(&r["map_of_pass_chains_transitions_per_s"]) / median(&pm).max(1.0);
-            let c = median(&r["concurrent_executions_transitions_per_s"]) / median(&pc).max(1.0);
-            ratios.insert(
-                name.clone(),
-                json!({"map_of_pass_chains": (m * 10.0).round() / 10.0, "concurrent_executions": (c * 10.0).round() / 10.0}),
-            );
-        }
-        results.insert(
-            "moto_executor".into(),
-            json!({
-                "map_of_pass_chains_transitions_per_s": pm,
-                "concurrent_executions_transitions_per_s": pc,
-                "concurrent_executions": b.moto_executions,
-            }),
+    Ok(results)
+}
+
+/// Adds moto's figures and each store's ratio to them.
+fn add_moto(b: &EngineBench, results: &mut serde_json::Map<String, Value>) -> Result<()> {
+    let peer = moto_peer(b)?;
+    let to_f = |k: &str| -> Vec<f64> {
+        peer[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let (pm, pc) = (stats(to_f("map")), stats(to_f("concurrent")));
+    let mut ratios = serde_json::Map::new();
+    for (name, r) in results.iter() {
+        let m = median(&r["map_of_pass_chains_transitions_per_s"]) / median(&pm).max(1.0);
+        let c = median(&r["concurrent_executions_transitions_per_s"]) / median(&pc).max(1.0);
+        ratios.insert(
+            name.clone(),
+            json!({"map_of_pass_chains": (m * 10.0).round() / 10.0, "concurrent_executions": (c * 10.0).round() / 10.0}),
         );
-        results.insert("times_moto_median".into(), Value::Object(ratios));
+    }
+    results.insert(
+        "moto_executor".into(),
+        json!({
+            "map_of_pass_chains_transitions_per_s": pm,
+            "concurrent_executions_transitions_per_s": pc,
+            "concurrent_executions": b.moto_executions,
+        }),
+    );
+    results.insert("times_moto_median".into(), Value::Object(ratios));
+    Ok(())
+}
+
+pub async fn run(b: EngineBench) -> Result<i32> {
+    let w = Workloads::new(&b)?;
+    let mut results = measure(&b, &w).await?;
+    if b.moto_executions > 0 {
+        add_moto(&b, &mut results)?;
     }
     let report = json!({
         "workloads": {
-            "map_of_pass_chains": format!("one execution: a Map of {} items, each a chain of {} Pass states ({} transitions); {map_repeats} such executions one after another per run", b.items, b.chain, b.items * b.chain + 1),
-            "concurrent_executions": format!("{} executions of a {}-Pass chain started at once ({many_transitions} transitions)", b.executions, b.chain),
+            "map_of_pass_chains": format!("one execution: a Map of {} items, each a chain of {} Pass states ({} transitions); {} such executions one after another per run", b.items, b.chain, b.items * b.chain + 1, w.map_repeats),
+            "concurrent_executions": format!("{} executions of a {}-Pass chain started at once ({} transitions)", b.executions, b.chain, w.many_transitions),
         },
         "runs": b.runs,
         "results": results,

@@ -1,4 +1,4 @@
-//! `longhaul bench csv`: csv-report over a generated CSV (3 group keys, 5 metrics), end to
+//! `longhaul-bench csv`: csv-report over a generated CSV (3 group keys, 5 metrics), end to
 //! end through the API of a `longhaul serve` child, against DuckDB and pandas running the
 //! same GROUP BY over the same file in the same run (bench/csv_peers.py, peers pinned in
 //! bench/requirements.txt and installed into `.venv` by this command), for each size asked
@@ -14,7 +14,8 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bench_http::summary;
+use crate::server::{Longhaul, ServerChild, spawn_serve};
+use crate::stats::{median, summary};
 
 #[derive(Debug, Clone, Args)]
 pub struct CsvBench {
@@ -83,7 +84,7 @@ fn install_peers(root: &Path) -> Result<()> {
 fn peers(root: &Path, csv: &Path, runs: usize, report_csv: Option<&Path>) -> Result<Value> {
     let mut cmd = std::process::Command::new(root.join(".venv/bin/python"));
     cmd.arg("-c")
-        .arg(include_str!("../bench/csv_peers.py"))
+        .arg(include_str!("../csv_peers.py"))
         .arg(csv)
         .arg(runs.to_string());
     if let Some(r) = report_csv {
@@ -101,7 +102,7 @@ fn peers(root: &Path, csv: &Path, runs: usize, report_csv: Option<&Path>) -> Res
     serde_json::from_str(last).with_context(|| format!("the peers printed {text:?}"))
 }
 
-pub async fn run(b: CsvBench) -> Result<i32> {
+pub async fn run(b: CsvBench, longhaul: &Longhaul) -> Result<i32> {
     ensure!(
         !b.megabytes.is_empty(),
         "--megabytes: give at least one size"
@@ -112,11 +113,11 @@ pub async fn run(b: CsvBench) -> Result<i32> {
             "--megabytes {megabytes}: from 1 to 65536"
         );
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::server::repo_root();
     install_peers(root)?;
     let mut cases = Vec::new();
     for &megabytes in &b.megabytes {
-        cases.push(run_case(root, megabytes, b.runs.max(1)).await?);
+        cases.push(run_case(root, longhaul, megabytes, b.runs.max(1)).await?);
     }
     println!(
         "{}",
@@ -127,7 +128,7 @@ pub async fn run(b: CsvBench) -> Result<i32> {
 
 /// A `longhaul serve` child holding the uploaded CSV.
 struct Served {
-    server: crate::bench_http::ServerChild,
+    server: ServerChild,
     http: reqwest::Client,
     object: String,
     upload_seconds: f64,
@@ -135,9 +136,14 @@ struct Served {
 
 /// Starts a server and uploads the CSV once (createUpload, then one PUT streamed from the
 /// file), timing the upload on its own.
-async fn serve_and_upload(dir: &Path, csv: &Path, size: u64) -> Result<Served> {
+async fn serve_and_upload(
+    longhaul: &Longhaul,
+    dir: &Path,
+    csv: &Path,
+    size: u64,
+) -> Result<Served> {
     let max_upload = (size + 1).to_string();
-    let server = crate::bench_http::spawn_serve(dir, &["--max-upload-bytes", &max_upload]).await?;
+    let server = spawn_serve(longhaul, dir, &["--max-upload-bytes", &max_upload]).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3600))
         .build()?;
@@ -202,32 +208,33 @@ async fn csv_report(s: &Served) -> Result<Value> {
     }
 }
 
-/// One size: generate and upload the CSV, then `runs` rounds of one csv-report job, one
-/// DuckDB run and one pandas run (interleaved, so a change in the machine's load touches
-/// all three alike), then the cross-check of the last report.csv.
-async fn run_case(root: &Path, megabytes: u64, runs: usize) -> Result<Value> {
-    let dir = tempfile::tempdir()?;
-    let csv = dir.path().join("sales.csv");
-    let t = Instant::now();
-    let rows = generate(&csv, megabytes)?;
-    let size = std::fs::metadata(&csv)?.len();
-    eprintln!(
-        "generated {size} bytes, {rows} rows in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let mut served = serve_and_upload(dir.path(), &csv, size).await?;
-    let (mut ours, mut duck, mut pandas) = (Vec::new(), Vec::new(), Vec::new());
+/// Seconds of each tool, one entry per round.
+#[derive(Default)]
+struct Times {
+    ours: Vec<f64>,
+    duck: Vec<f64>,
+    pandas: Vec<f64>,
+}
+
+/// `runs` rounds of one csv-report job, one DuckDB run and one pandas run (interleaved, so a
+/// change in the machine's load touches all three alike); the last job's final view.
+async fn rounds(root: &Path, served: &Served, csv: &Path, runs: usize) -> Result<(Times, Value)> {
+    let mut times = Times::default();
     let mut done = Value::Null;
     for _ in 0..runs {
         let t = Instant::now();
-        done = csv_report(&served).await?;
-        ours.push(t.elapsed().as_secs_f64());
-        let p = peers(root, &csv, 1, None)?;
+        done = csv_report(served).await?;
+        times.ours.push(t.elapsed().as_secs_f64());
+        let p = peers(root, csv, 1, None)?;
         let secs = |k: &str| p[k].as_array().and_then(|a| a.first()?.as_f64());
-        duck.push(secs("duckdb").context("DuckDB's time")?);
-        pandas.push(secs("pandas").context("pandas' time")?);
+        times.duck.push(secs("duckdb").context("DuckDB's time")?);
+        times.pandas.push(secs("pandas").context("pandas' time")?);
     }
-    // The last run's report.csv, for the cross-check.
+    Ok((times, done))
+}
+
+/// Downloads the job's report.csv into `dir`.
+async fn fetch_report(served: &Served, done: &Value, dir: &Path) -> Result<std::path::PathBuf> {
     let report_url = done["files"]
         .as_array()
         .and_then(|f| f.iter().find(|f| f["name"] == "report.csv"))
@@ -239,51 +246,76 @@ async fn run_case(root: &Path, megabytes: u64, runs: usize) -> Result<Value> {
         .send()
         .await?
         .error_for_status()?;
-    let report_csv = dir.path().join("report.csv");
+    let report_csv = dir.join("report.csv");
     std::fs::write(&report_csv, report.bytes().await?)?;
-    let _ = served.server.process.kill().await;
-    let result = &done["result"];
-    let p = peers(root, &csv, 0, Some(&report_csv))?;
+    Ok(report_csv)
+}
+
+/// Fails unless longhaul's answer is DuckDB's: the rows read, the groups, and every group's
+/// figures in report.csv (`check` is csv_peers.py's cross-check).
+fn cross_check(result: &Value, check: &Value, rows: u64) -> Result<()> {
     ensure!(
         result["rowsRead"].as_u64() == Some(rows),
         "longhaul read {} rows of {rows}",
         result["rowsRead"]
     );
     ensure!(
-        p["count"].as_u64() == Some(rows),
+        check["count"].as_u64() == Some(rows),
         "DuckDB counted {} rows of {rows}",
-        p["count"]
+        check["count"]
     );
     ensure!(
-        result["groups"] == p["groups"],
+        result["groups"] == check["groups"],
         "groups differ: {} vs {}",
         result["groups"],
-        p["groups"]
+        check["groups"]
     );
     ensure!(
-        p["mismatch_count"].as_u64() == Some(0) && p["checked_groups"] == p["groups"],
+        check["mismatch_count"].as_u64() == Some(0) && check["checked_groups"] == check["groups"],
         "report.csv differs from DuckDB's exact answer in {} group(s) ({} checked), e.g. {}",
-        p["mismatch_count"],
-        p["checked_groups"],
-        p["mismatches"]
+        check["mismatch_count"],
+        check["checked_groups"],
+        check["mismatches"]
     );
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        v[v.len() / 2]
-    };
+    Ok(())
+}
+
+/// One size: generate and upload the CSV, the rounds, then the cross-check of the last
+/// report.csv.
+async fn run_case(root: &Path, longhaul: &Longhaul, megabytes: u64, runs: usize) -> Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("sales.csv");
+    let t = Instant::now();
+    let rows = generate(&csv, megabytes)?;
+    let size = std::fs::metadata(&csv)?.len();
+    eprintln!(
+        "generated {size} bytes, {rows} rows in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut served = serve_and_upload(longhaul, dir.path(), &csv, size).await?;
+    let (times, done) = rounds(root, &served, &csv, runs).await?;
+    let report_csv = fetch_report(&served, &done, dir.path()).await?;
+    let _ = served.server.process.kill().await;
+    let result = &done["result"];
+    let check = peers(root, &csv, 0, Some(&report_csv))?;
+    cross_check(result, &check, rows)?;
+    let (ours, duck, pandas) = (
+        median(&times.ours),
+        median(&times.duck),
+        median(&times.pandas),
+    );
     let mb = size as f64 / 1048576.0;
     Ok(json!({
         "file": {"mib": megabytes, "bytes": size, "rows": rows, "groups": result["groups"]},
-        "checked_against_duckdb": format!("{} groups: count, sum, min, max exact; mean to 1e-12", p["checked_groups"]),
+        "checked_against_duckdb": format!("{} groups: count, sum, min, max exact; mean to 1e-12", check["checked_groups"]),
         "upload_seconds": (served.upload_seconds * 100.0).round() / 100.0,
-        "seconds": {"longhaul_csv_report": summary(&ours), "duckdb": summary(&duck), "pandas": summary(&pandas)},
+        "seconds": {"longhaul_csv_report": summary(&times.ours), "duckdb": summary(&times.duck), "pandas": summary(&times.pandas)},
         "mib_per_s_median": {
-            "longhaul_csv_report": (mb / med(&ours)).round(),
-            "duckdb": (mb / med(&duck)).round(),
-            "pandas": (mb / med(&pandas)).round(),
+            "longhaul_csv_report": (mb / ours).round(),
+            "duckdb": (mb / duck).round(),
+            "pandas": (mb / pandas).round(),
         },
-        "throughput_vs_duckdb": ((med(&duck) / med(&ours)) * 100.0).round() / 100.0,
-        "throughput_vs_pandas": ((med(&pandas) / med(&ours)) * 100.0).round() / 100.0,
+        "throughput_vs_duckdb": ((duck / ours) * 100.0).round() / 100.0,
+        "throughput_vs_pandas": ((pandas / ours) * 100.0).round() / 100.0,
     }))
 }
