@@ -106,12 +106,7 @@ pub async fn demo_step(
         .map_err(StepError::store)?;
     if !updated {
         // The job was cancelled (or ended) under us: stop the workflow.
-        let job = ctx
-            .store
-            .get(&req.job_id)
-            .await
-            .map_err(StepError::store)?
-            .ok_or_else(|| StepError::new("JobNotFound", format!("no job {}", req.job_id)))?;
+        let job = ctx.job(&req.job_id).await?;
         return Err(not_running(&job));
     }
     let done = step >= steps;

@@ -73,12 +73,7 @@ pub async fn request_input(
         .await
         .map_err(StepError::store)?;
     if !changed {
-        let job = ctx
-            .store
-            .get(&req.job_id)
-            .await
-            .map_err(StepError::store)?
-            .ok_or_else(|| StepError::new("JobNotFound", format!("no job {}", req.job_id)))?;
+        let job = ctx.job(&req.job_id).await?;
         // Unchanged and still running: this same request was recorded by an earlier run.
         let recorded = job.input_request.as_ref().is_some_and(|r| r.key == key);
         if job.status.is_terminal() || !recorded {

@@ -42,6 +42,17 @@ pub struct StepContext {
     pub job_retention: Option<std::time::Duration>,
 }
 
+impl StepContext {
+    /// The job as stored now; `JobNotFound` if it is gone.
+    pub async fn job(&self, job_id: &str) -> Result<longhaul_jobs::Job, StepError> {
+        self.store
+            .get(job_id)
+            .await
+            .map_err(StepError::store)?
+            .ok_or_else(|| StepError::new("JobNotFound", format!("no job {job_id}")))
+    }
+}
+
 /// A step's failure, as Step Functions sees it: an error name and a cause.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{error}: {cause}")]
