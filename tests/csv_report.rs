@@ -161,20 +161,7 @@ fn bad_columns_and_sources_are_refused_before_anything_runs() {
         &alice,
         json!({"source": {"object": object}, "groupBy": ["regoin"], "metrics": [{"op": "count"}]}),
     );
-    assert_eq!(
-        (r.status, r.error_code()),
-        (400, "bad_request"),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("regoin"),
-        "{}",
-        r.text
-    );
+    r.assert_error(400, "bad_request", "regoin");
 
     let r = start(
         &bob,

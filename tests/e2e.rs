@@ -209,36 +209,10 @@ fn client_mistakes_get_the_documented_error_codes_and_write_nothing() {
     let api = server.client();
 
     let r = api.post("/jobs", &json!({"type": "nope", "input": {}}));
-    assert_eq!(
-        (r.status, r.error_code()),
-        (400, "bad_request"),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("demo"),
-        "lists known types: {}",
-        r.text
-    );
+    r.assert_error(400, "bad_request", "demo");
 
     let r = api.post("/jobs", &json!({"type": "demo", "input": {"steps": 500}}));
-    assert_eq!(
-        (r.status, r.error_code()),
-        (400, "bad_request"),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("steps"),
-        "names the field: {}",
-        r.text
-    );
+    r.assert_error(400, "bad_request", "steps");
 
     let r = api.post("/jobs", &json!({"type": "demo", "input": [1, 2]}));
     assert_eq!(

@@ -141,20 +141,7 @@ fn a_python_type_retries_and_catches_by_exception_name() {
         "/jobs",
         &json!({"type": "flaky", "input": {"dir": work, "count": 9}}),
     );
-    assert_eq!(
-        (r.status, r.error_code()),
-        (400, "bad_request"),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("input.count"),
-        "{}",
-        r.text
-    );
+    r.assert_error(400, "bad_request", "input.count");
     let r = api.post("/jobs", &json!({"type": "flaky", "input": {"count": 1}}));
     assert!(
         r.body["error"]["message"].as_str().unwrap().contains("dir"),

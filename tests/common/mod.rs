@@ -134,6 +134,24 @@ impl Resp {
     pub fn error_code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
+
+    /// The request was refused with `status` and error `code`, and the message names `part`
+    /// (what a user reads to fix the request).
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, part: &str) {
+        assert_eq!(
+            (self.status, self.error_code()),
+            (status, code),
+            "{}",
+            self.text
+        );
+        let message = self.body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(part),
+            "the message should name {part:?}: {}",
+            self.text
+        );
+    }
 }
 
 impl Api {
