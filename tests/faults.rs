@@ -116,6 +116,11 @@ fn refused_writes_give_503_nothing_is_corrupted_and_the_server_recovers() {
         "{}",
         put.text
     );
+    // The body was not read to its end: the client is told not to reuse the connection.
+    assert_eq!(
+        put.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     // Reads still work.
     let r = api.get(&format!("/jobs/{first_id}"));
     assert_eq!(r.body["status"], "SUCCEEDED", "{}", r.text);

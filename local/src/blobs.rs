@@ -570,7 +570,7 @@ async fn put_file(
             &format!("the file is {len} bytes; this link accepts at most {max}"),
         );
     }
-    match store.put_stream(&key, body.into_data_stream(), max).await {
+    let mut resp = match store.put_stream(&key, body.into_data_stream(), max).await {
         Ok(Some(n)) => (
             StatusCode::CREATED,
             axum::Json(serde_json::json!({"object": key, "sizeBytes": n})),
@@ -603,7 +603,15 @@ async fn put_file(
                 "the upload could not be stored",
             )
         }
+    };
+    if !resp.status().is_success() {
+        // The write stopped part way (too large, disk full): the rest of the body is never
+        // read, so the client must not reuse the connection, or its next request on it races
+        // the server closing it.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    resp
 }
 
 /// Reads and drops a refused upload's body when it is small enough (64 MiB, 20 s): closing a
